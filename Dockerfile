@@ -1,0 +1,57 @@
+# One Dockerfile, one stage per service: the base layer (Python, the pinned
+# dependencies and the shared `common` package) is built once and shared by
+# every image, and no service carries a copy of another's code.
+#
+#   docker build --target consumer_two -t consumer_two .
+#
+# PYTHON_IMAGE defaults to the official slim image; `make up` passes a local
+# stand-in only on machines that cannot pull it (see offline/README.md).
+ARG PYTHON_IMAGE=python:3.12-slim
+
+FROM ${PYTHON_IMAGE} AS base
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
+WORKDIR /app
+COPY common/requirements.txt common/requirements.txt
+RUN pip install -r common/requirements.txt
+COPY common/ common/
+
+FROM base AS migrate
+COPY db/ db/
+USER app
+CMD ["python", "-m", "db.migrate"]
+
+FROM base AS producer
+COPY producer/requirements.txt producer/requirements.txt
+RUN pip install -r producer/requirements.txt
+COPY producer/ producer/
+USER app
+EXPOSE 5000
+HEALTHCHECK --interval=5s --timeout=4s --start-period=20s --retries=3 \
+    CMD ["python", "-m", "common.probe", "http://127.0.0.1:5000/readyz"]
+CMD ["gunicorn", "--config", "producer/gunicorn.conf.py", "producer.producer:create_app()"]
+
+# The consumers serve no port: they only talk to RabbitMQ and MySQL.
+FROM base AS consumer
+USER app
+HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "common.probe", "consumer"]
+
+FROM consumer AS consumer_one
+COPY consumer_one/ consumer_one/
+CMD ["python", "-m", "consumer_one.healthcheck"]
+
+FROM consumer AS consumer_two
+COPY consumer_two/ consumer_two/
+CMD ["python", "-m", "consumer_two.insertion"]
+
+FROM consumer AS consumer_three
+COPY consumer_three/ consumer_three/
+CMD ["python", "-m", "consumer_three.deletion"]
+
+FROM consumer AS consumer_four
+COPY consumer_four/ consumer_four/
+CMD ["python", "-m", "consumer_four.read"]

@@ -1,0 +1,23 @@
+# Thin aliases: every target runs scripts/stack.py, which Windows users run directly.
+PYTHON ?= python3
+STACK = $(PYTHON) scripts/stack.py
+
+.PHONY: up down clean test logs ps
+
+up:      ## start RabbitMQ on its own network, then the compose services
+	$(STACK) up
+
+down:    ## stop everything; data volumes stay
+	$(STACK) down
+
+clean:   ## stop everything and delete the data volumes
+	$(STACK) clean
+
+test:    ## ruff, mypy, unit and integration tests (brings up its own copy of the system)
+	$(STACK) test
+
+logs:    ## follow the logs of every compose service
+	$(STACK) logs
+
+ps:      ## the compose services and their health
+	$(STACK) ps

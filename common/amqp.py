@@ -1,0 +1,56 @@
+"""Connection parameters and message properties shared by every service."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pika
+
+from common.config import AmqpSettings
+from common.messages import CONTENT_TYPE
+
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+
+
+def parameters(settings: AmqpSettings, client_name: str) -> pika.ConnectionParameters:
+    return pika.ConnectionParameters(
+        host=settings.host,
+        port=settings.port,
+        virtual_host=settings.vhost,
+        credentials=pika.PlainCredentials(settings.user, settings.password),
+        heartbeat=settings.heartbeat_s,
+        # Bound every phase of connecting, so an unreachable or frozen broker
+        # is an error after seconds, never a hang.
+        socket_timeout=settings.connect_timeout_s,
+        stack_timeout=settings.connect_timeout_s * 2,
+        blocked_connection_timeout=settings.connect_timeout_s * 10,
+        connection_attempts=1,
+        client_properties={"connection_name": client_name},
+    )
+
+
+def request_properties(request_id: str, *, reply_to: str | None) -> pika.BasicProperties:
+    """A request message: persistent, identified by the request id."""
+    return pika.BasicProperties(
+        content_type=CONTENT_TYPE,
+        delivery_mode=pika.DeliveryMode.Persistent,
+        message_id=request_id,
+        correlation_id=request_id,
+        reply_to=reply_to,
+        timestamp=int(time.time()),
+    )
+
+
+def reply_properties(request_id: str) -> pika.BasicProperties:
+    return pika.BasicProperties(
+        content_type=CONTENT_TYPE,
+        correlation_id=request_id,
+        message_id=request_id,
+        timestamp=int(time.time()),
+    )
+
+
+def backoff(attempt: int, *, base: float = 0.5, cap: float = 10.0) -> float:
+    """Seconds to wait before retry number `attempt` (0-based): exponential, jittered."""
+    return float(random.uniform(0.5, 1.0) * min(cap, base * (2**attempt)))  # noqa: S311 (jitter, not crypto)

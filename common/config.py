@@ -1,0 +1,124 @@
+"""Settings from environment variables, validated once at start-up.
+
+Every variable is listed, with its default, in `.env.example`. Secrets have
+no default: a service without them refuses to start with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message says which and why."""
+
+
+def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = env.get(name, "").strip()
+    if value:
+        return value
+    if default is None:
+        raise ConfigError(f"{name} is not set (see .env.example)")
+    return default
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.001) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    value = _number(env, name, default, minimum=minimum)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a whole number, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class AmqpSettings:
+    host: str
+    port: int
+    user: str
+    password: str
+    vhost: str
+    heartbeat_s: int
+    connect_timeout_s: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AmqpSettings:
+        return cls(
+            host=_text(env, "RABBITMQ_HOST"),
+            port=_integer(env, "RABBITMQ_PORT", 5672),
+            user=_text(env, "RABBITMQ_USER"),
+            password=_text(env, "RABBITMQ_PASSWORD"),
+            vhost=_text(env, "RABBITMQ_VHOST", "/"),
+            heartbeat_s=_integer(env, "RABBITMQ_HEARTBEAT_S", 60),
+            connect_timeout_s=_number(env, "RABBITMQ_CONNECT_TIMEOUT_S", 3.0),
+        )
+
+
+@dataclass(frozen=True)
+class DbSettings:
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str
+    connect_timeout_s: int
+    io_timeout_s: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, admin: bool = False) -> DbSettings:
+        """The application user, or with `admin` the root account (migrations only)."""
+        if admin:
+            user, password = "root", _text(env, "MYSQL_ROOT_PASSWORD")
+        else:
+            user, password = _text(env, "MYSQL_USER"), _text(env, "MYSQL_PASSWORD")
+        return cls(
+            host=_text(env, "MYSQL_HOST", "db"),
+            port=_integer(env, "MYSQL_PORT", 3306),
+            database=_text(env, "MYSQL_DATABASE", "school"),
+            user=user,
+            password=password,
+            connect_timeout_s=_integer(env, "MYSQL_CONNECT_TIMEOUT_S", 5),
+            io_timeout_s=_integer(env, "MYSQL_IO_TIMEOUT_S", 30),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    service: str
+    amqp: AmqpSettings
+    db: DbSettings | None
+    request_timeout_s: float
+    prefetch: int
+    log_level: str
+    api_token: str
+
+    @classmethod
+    def from_env(
+        cls, service: str, *, needs_db: bool, env: Mapping[str, str] | None = None
+    ) -> Settings:
+        env = os.environ if env is None else env
+        log_level = _text(env, "LOG_LEVEL", "INFO").upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+        return cls(
+            service=service,
+            amqp=AmqpSettings.from_env(env),
+            db=DbSettings.from_env(env) if needs_db else None,
+            request_timeout_s=_number(env, "REQUEST_TIMEOUT_S", 5.0, minimum=0.1),
+            prefetch=_integer(env, "CONSUMER_PREFETCH", 10),
+            log_level=log_level,
+            api_token=env.get("API_TOKEN", "").strip(),
+        )

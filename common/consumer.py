@@ -1,0 +1,296 @@
+"""The run loop every consumer shares; a consumer file only supplies a `Handler`.
+
+The loop owns what is not a consumer's own job: connecting to RabbitMQ with
+retry and backoff, declaring the topology, bounded prefetch, validating each
+message, the request ledger (a redelivered or retried write is done once and
+gets its first answer), acknowledging only after the database commit,
+replying on `reply_to`, dead-lettering what cannot be processed, waiting out a
+database outage with the message in hand, and a clean stop on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import Basic, BasicProperties
+
+from common import amqp, logs, topology
+from common.config import ConfigError, Settings
+from common.db import Cursor, Database, DatabaseAway, LedgerConflict, ledger_lookup, ledger_record
+from common.messages import (
+    CONTENT_TYPE,
+    REQUEST_ID_PATTERN,
+    Invalid,
+    Refused,
+    decode,
+    encode,
+    error_reply,
+    fingerprint,
+    ok_reply,
+)
+from common.probe import ALIVE_FILE  # fresh only while consuming
+
+
+@dataclass(frozen=True)
+class Handler:
+    """What one consumer does with the messages of one routing key.
+
+    `parse` validates a payload (raising `Invalid`) and returns the cleaned
+    one; `handle(message, db)` does the work and returns the reply's result
+    or raises `Refused`. `db` is a cursor inside the transaction that the
+    loop commits before it acknowledges (None when not `uses_db`).
+    """
+
+    routing_key: str
+    parse: Callable[[dict[str, Any]], dict[str, Any]]
+    handle: Callable[[Message, Any], Any]
+    uses_db: bool = True
+    # Writes: record each answer in the request ledger, in the same transaction.
+    ledger: bool = False
+    # Reads: a message older than REQUEST_TIMEOUT_S has nobody waiting for it.
+    expires: bool = False
+
+
+@dataclass(frozen=True)
+class Message:
+    request_id: str
+    payload: dict[str, Any]
+
+
+class Stopping(Exception):
+    """SIGTERM arrived while the message in hand could not be finished."""
+
+
+Delivery = tuple[Basic.Deliver, BasicProperties, bytes]
+
+
+class Worker:
+    def __init__(self, settings: Settings, handler: Handler, log: logs.EventLogger):
+        self.settings = settings
+        self.handler = handler
+        self.log = log
+        self.db = Database(settings.db) if settings.db is not None else None
+        self.stopping = False
+
+    def stop(self, signum: int, _frame: FrameType | None = None) -> None:
+        self.log.info("stop_requested", signal=signal.Signals(signum).name)
+        self.stopping = True
+
+    def serve_forever(self) -> None:
+        attempt = 0
+        while not self.stopping:
+            try:
+                self._serve()
+                attempt = 0
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                ALIVE_FILE.unlink(missing_ok=True)
+                delay = amqp.backoff(attempt)
+                self.log.warning(
+                    "broker_unavailable", error=repr(exc), retry_in_s=round(delay, 2)
+                )
+                attempt += 1
+                self._sleep(delay)
+            except Stopping:
+                break
+        ALIVE_FILE.unlink(missing_ok=True)
+        if self.db is not None:
+            self.db.close()
+        self.log.info("stopped")
+
+    def _sleep(self, seconds: float, connection: pika.BlockingConnection | None = None) -> None:
+        """Sleep, waking early on SIGTERM; with a connection, keep its heartbeats going."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            if connection is not None:
+                connection.sleep(min(left, 1.0))
+                ALIVE_FILE.touch()
+            else:
+                time.sleep(min(left, 0.2))
+
+    def _serve(self) -> None:
+        params = amqp.parameters(self.settings.amqp, self.settings.service)
+        connection = pika.BlockingConnection(params)
+        try:
+            channel = connection.channel()
+            topology.declare(channel)
+            channel.basic_qos(prefetch_count=self.settings.prefetch)
+            inbox: deque[Delivery] = deque()
+            tag = channel.basic_consume(
+                queue=self.handler.routing_key,
+                on_message_callback=lambda _ch, method, props, body: inbox.append(
+                    (method, props, body)
+                ),
+            )
+            self.log.info(
+                "consuming", queue=self.handler.routing_key, prefetch=self.settings.prefetch
+            )
+            while not self.stopping:
+                ALIVE_FILE.touch()
+                connection.process_data_events(time_limit=1)
+                while inbox:
+                    self._process(connection, channel, *inbox.popleft())
+            # SIGTERM: take no more, finish what was already delivered, then go.
+            channel.basic_cancel(tag)
+            while inbox:
+                self._process(connection, channel, *inbox.popleft())
+        finally:
+            ALIVE_FILE.unlink(missing_ok=True)
+            if connection.is_open:
+                with contextlib.suppress(pika.exceptions.AMQPError):
+                    connection.close()
+
+    def _process(
+        self,
+        connection: pika.BlockingConnection,
+        channel: BlockingChannel,
+        method: Basic.Deliver,
+        props: BasicProperties,
+        body: bytes,
+    ) -> None:
+        tag = method.delivery_tag
+        request_id = props.message_id or props.correlation_id or ""
+        started = time.monotonic()
+        try:
+            payload = self._parse(request_id, props, body)
+        except Invalid as exc:
+            # Poison never blocks the queue: it goes to <queue>.dead for a person.
+            self.log.warning(
+                "message_rejected", request_id=request_id or None, error=exc.code,
+                reason=exc.message, details=exc.details or None, body_bytes=len(body),
+            )
+            self._reply(channel, props, error_reply(exc.code, exc.message, exc.details))
+            channel.basic_reject(tag, requeue=False)
+            return
+
+        if self.handler.expires and self._expired(payload):
+            self.log.info("message_expired", request_id=request_id)
+            channel.basic_ack(tag)
+            return
+
+        try:
+            reply = self._carry_out(connection, request_id, payload)
+        except Stopping:
+            raise
+        except Exception:  # a bug, not the database: keep the message for a person
+            self.log.exception("handler_failed", request_id=request_id)
+            self._reply(
+                channel, props, error_reply("internal_error", "The request could not be processed.")
+            )
+            channel.basic_reject(tag, requeue=False)
+            return
+        self._reply(channel, props, reply)
+        channel.basic_ack(tag)
+        self.log.info(
+            "message_handled", request_id=request_id, queue=self.handler.routing_key,
+            ok=reply["ok"], error=reply.get("error"),
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+    def _parse(self, request_id: str, props: BasicProperties, body: bytes) -> dict[str, Any]:
+        if props.content_type != CONTENT_TYPE:
+            raise Invalid("invalid_message", f"content_type must be {CONTENT_TYPE}.")
+        if not REQUEST_ID_PATTERN.fullmatch(request_id):
+            raise Invalid("invalid_message", "message_id must be a valid request id.")
+        payload = decode(body)
+        sent_at = payload.pop("sent_at", None)
+        cleaned = self.handler.parse(payload)
+        if sent_at is not None:
+            cleaned["sent_at"] = sent_at
+        return cleaned
+
+    def _expired(self, payload: dict[str, Any]) -> bool:
+        sent_at = payload.get("sent_at")
+        return isinstance(sent_at, (int, float)) and (
+            time.time() - sent_at > self.settings.request_timeout_s
+        )
+
+    def _carry_out(
+        self, connection: pika.BlockingConnection, request_id: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The reply for a message, retrying the database for as long as it is away."""
+        if self.db is None:
+            return self._answer(request_id, payload, None)
+        attempt = 0
+        while True:
+            try:
+                return self.db.run(lambda cursor: self._transaction(cursor, request_id, payload))
+            except DatabaseAway as exc:
+                if self.stopping:
+                    raise Stopping() from exc
+                delay = amqp.backoff(attempt)
+                self.log.warning(
+                    "database_unavailable", request_id=request_id, error=str(exc),
+                    retry_in_s=round(delay, 2),
+                )
+                attempt += 1
+                self._sleep(delay, connection)
+            except LedgerConflict:
+                # Another instance committed the same request first: its answer
+                # is in the ledger now, and the next attempt returns it.
+                continue
+
+    def _transaction(self, cursor: Cursor, request_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if not self.handler.ledger:
+            return self._answer(request_id, payload, cursor)
+        key = self.handler.routing_key
+        asked = fingerprint(key, payload)
+        done = ledger_lookup(cursor, request_id)
+        if done is not None:
+            recorded, reply = done
+            if recorded != asked:
+                return error_reply(
+                    "request_id_conflict",
+                    "This X-Request-ID was already used for a different request.",
+                )
+            self.log.info("request_replayed", request_id=request_id)
+            return reply
+        reply = self._answer(request_id, payload, cursor)
+        ledger_record(cursor, request_id, key, asked, reply)
+        return reply
+
+    def _answer(
+        self, request_id: str, payload: dict[str, Any], cursor: Cursor | None
+    ) -> dict[str, Any]:
+        work = {k: v for k, v in payload.items() if k != "sent_at"}
+        try:
+            return ok_reply(self.handler.handle(Message(request_id, work), cursor))
+        except Refused as exc:
+            return error_reply(exc.code, exc.message)
+
+    def _reply(self, channel: BlockingChannel, props: BasicProperties, reply: dict[str, Any]) -> None:
+        if not props.reply_to:
+            return
+        # No `mandatory`: a caller that gave up waiting is not an error.
+        channel.basic_publish(
+            exchange="",
+            routing_key=props.reply_to,
+            body=encode(reply),
+            properties=amqp.reply_properties(props.correlation_id or props.message_id or ""),
+        )
+
+
+def run(service: str, handler: Handler) -> None:
+    """Entry point of a consumer process: serve until SIGTERM."""
+    try:
+        settings = Settings.from_env(service, needs_db=handler.uses_db)
+    except ConfigError as exc:
+        print(f"{service}: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    log = logs.setup(service, settings.log_level)
+    worker = Worker(settings, handler, log)
+    # A Python PID 1 ignores SIGTERM unless it installs a handler.
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    log.info("starting", queue=handler.routing_key, rabbitmq_host=settings.amqp.host)
+    worker.serve_forever()

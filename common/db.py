@@ -1,0 +1,122 @@
+"""MySQL access: one connection, explicit transactions, and the request ledger.
+
+A consumer never gives a message back because the database is away: it
+keeps the message and calls `Database.run` again until the work commits.
+`DatabaseAway` is the one error that means "try again later"; any other
+error is a bug or bad data and is not retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import mysql.connector
+from mysql.connector import errorcode
+from mysql.connector.abstracts import MySQLConnectionAbstract, MySQLCursorAbstract
+from mysql.connector.pooling import PooledMySQLConnection
+
+from common.config import DbSettings
+
+T = TypeVar("T")
+Cursor = MySQLCursorAbstract
+
+# Set by every client, since MySQL 8's default collation name does not exist
+# on MariaDB and the two servers' defaults differ.
+CHARSET = "utf8mb4"
+COLLATION = "utf8mb4_unicode_ci"
+
+
+class DatabaseAway(Exception):
+    """The database cannot be reached or dropped the connection; retry later."""
+
+
+def connect(settings: DbSettings) -> MySQLConnectionAbstract | PooledMySQLConnection:
+    return mysql.connector.connect(
+        host=settings.host,
+        port=settings.port,
+        user=settings.user,
+        password=settings.password,
+        database=settings.database,
+        charset=CHARSET,
+        collation=COLLATION,
+        autocommit=False,
+        connection_timeout=settings.connect_timeout_s,
+        read_timeout=settings.io_timeout_s,
+        write_timeout=settings.io_timeout_s,
+    )
+
+
+class Database:
+    def __init__(self, settings: DbSettings):
+        self.settings = settings
+        self._conn: MySQLConnectionAbstract | PooledMySQLConnection | None = None
+
+    def run(self, work: Callable[[Cursor], T]) -> T:
+        """Run `work` in one transaction and commit it; roll back if it raises."""
+        try:
+            if self._conn is None:
+                self._conn = connect(self.settings)
+            conn = self._conn
+            conn.rollback()  # start clean, whatever an earlier failure left behind
+            cursor = conn.cursor()
+            try:
+                result = work(cursor)
+                conn.commit()
+                return result
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cursor.close()
+        except (mysql.connector.InterfaceError, mysql.connector.OperationalError) as exc:
+            self.close()
+            raise DatabaseAway(str(exc)) from exc
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(mysql.connector.Error):
+                conn.close()
+
+
+def rows(cursor: Cursor) -> list[tuple[Any, ...]]:
+    """The remaining rows of a query, as tuples (the cursor's default)."""
+    return [tuple(row) for row in cursor.fetchall()]
+
+
+def is_duplicate_key(exc: BaseException) -> bool:
+    return isinstance(exc, mysql.connector.IntegrityError) and exc.errno == errorcode.ER_DUP_ENTRY
+
+
+class LedgerConflict(Exception):
+    """Another consumer recorded the same request id in the meantime."""
+
+
+def ledger_lookup(cursor: Cursor, request_id: str) -> tuple[str, dict[str, Any]] | None:
+    """The fingerprint and reply recorded for a request id, if it is done."""
+    cursor.execute(
+        "SELECT fingerprint, reply FROM requests WHERE request_id = %s", (request_id,)
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    fingerprint, reply = row
+    return str(fingerprint), json.loads(str(reply))
+
+
+def ledger_record(
+    cursor: Cursor, request_id: str, routing_key: str, fingerprint: str, reply: dict[str, Any]
+) -> None:
+    try:
+        cursor.execute(
+            "INSERT INTO requests (request_id, routing_key, fingerprint, reply)"
+            " VALUES (%s, %s, %s, %s)",
+            (request_id, routing_key, fingerprint, json.dumps(reply, ensure_ascii=False)),
+        )
+    except mysql.connector.IntegrityError as exc:
+        if is_duplicate_key(exc):
+            raise LedgerConflict(request_id) from exc
+        raise

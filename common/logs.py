@@ -1,0 +1,63 @@
+"""One JSON object per log line: time, level, service, request_id, event, fields.
+
+    log = logs.setup("consumer_two", "INFO")
+    log.info("record_inserted", request_id=rid, srn="PES1")
+
+`docker logs` then shows every line about one request under the same id, in
+the producer and in the consumer that handled it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str):
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "service": self.service,
+            "request_id": getattr(record, "request_id", None),
+            "event": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and key not in line:
+                line[key] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class EventLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger whose keyword arguments become fields of the JSON line."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        std = {k: kwargs.pop(k) for k in ("exc_info", "stack_info", "stacklevel") if k in kwargs}
+        return msg, {**std, "extra": kwargs}
+
+
+def setup(service: str, level: str = "INFO") -> EventLogger:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # pika logs every reconnect attempt at length; our own events say it once.
+    logging.getLogger("pika").setLevel(logging.CRITICAL if level != "DEBUG" else logging.DEBUG)
+    return EventLogger(logging.getLogger(service), {})
+
+
+def get(service: str) -> EventLogger:
+    return EventLogger(logging.getLogger(service), {})

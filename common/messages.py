@@ -1,0 +1,162 @@
+"""What travels on the bus: request ids, validated payloads and replies.
+
+The producer validates every input with these functions before it publishes,
+and each consumer validates again what it takes off its queue, so a message
+published by anyone else is held to the same rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+SRN_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
+MESSAGE_MAX = 256
+
+# Field name -> (maximum length, accepted spellings).
+RECORD_FIELDS: dict[str, tuple[int, tuple[str, ...]]] = {
+    "Name": (100, ("Name", "name")),
+    "SRN": (32, ("SRN", "srn")),
+    "Section": (16, ("Section", "section")),
+}
+
+CONTENT_TYPE = "application/json"
+
+
+class Invalid(Exception):
+    """Input that breaks the contract; `code` is the contract's error code."""
+
+    def __init__(self, code: str, message: str, details: dict[str, str] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+class Refused(Exception):
+    """A valid request the database says no to (duplicate, not found, ...)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def request_id_from(header: str | None) -> str:
+    """The client's X-Request-ID when it is well formed, otherwise a new one."""
+    if header is not None and REQUEST_ID_PATTERN.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def clean_srn(value: Any, *, field: str = "SRN") -> str:
+    """An SRN as stored: trimmed, upper-case, 1-32 of [A-Za-z0-9_-]."""
+    if not isinstance(value, str):
+        raise Invalid("invalid_parameter", f"{field} must be text.")
+    srn = value.strip()
+    if not srn:
+        raise Invalid("missing_parameter", f"{field} is required.")
+    if not SRN_PATTERN.fullmatch(srn):
+        raise Invalid(
+            "invalid_parameter", f"{field} must be 1-32 letters, digits, '-' or '_'."
+        )
+    return srn.upper()
+
+
+def clean_health_message(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise Invalid("missing_parameter", "The 'message' parameter is required.")
+    if len(value) > MESSAGE_MAX:
+        raise Invalid("invalid_parameter", f"'message' must be at most {MESSAGE_MAX} characters.")
+    return value
+
+
+def clean_record(fields: Mapping[str, list[Any]]) -> dict[str, str]:
+    """A record from its fields (each name with every value it was given).
+
+    Raises `Invalid("invalid_record")` whose details name every bad field:
+    unknown, given twice, missing, empty, too long or of the wrong type.
+    """
+    details: dict[str, str] = {}
+    spelling_of = {s: name for name, (_, spellings) in RECORD_FIELDS.items() for s in spellings}
+    values: dict[str, list[Any]] = {}
+    for key, given in fields.items():
+        name = spelling_of.get(key)
+        if name is None:
+            details[key] = "unknown field"
+            continue
+        values.setdefault(name, []).extend(given)
+
+    record: dict[str, str] = {}
+    for name, (limit, _) in RECORD_FIELDS.items():
+        given = values.get(name, [])
+        if not given:
+            details[name] = "required"
+            continue
+        if len(given) > 1:
+            details[name] = "given more than once"
+            continue
+        value = given[0]
+        if not isinstance(value, str):
+            details[name] = "must be text"
+            continue
+        value = value.strip()
+        if not value:
+            details[name] = "must not be empty"
+        elif len(value) > limit:
+            details[name] = f"must be at most {limit} characters"
+        elif name == "SRN" and not SRN_PATTERN.fullmatch(value):
+            details[name] = "must be letters, digits, '-' or '_'"
+        else:
+            record[name] = value.upper() if name == "SRN" else value
+    if details:
+        raise Invalid("invalid_record", "The record is not valid.", details)
+    return record
+
+
+def record_from_json(body: Mapping[str, Any]) -> dict[str, str]:
+    return clean_record({key: [value] for key, value in body.items()})
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """A message body as a JSON object, or `Invalid("invalid_message")`."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise Invalid("invalid_message", "The message body is not UTF-8 JSON.") from None
+    if not isinstance(payload, dict):
+        raise Invalid("invalid_message", "The message body is not a JSON object.")
+    return payload
+
+
+def fingerprint(routing_key: str, payload: Mapping[str, Any]) -> str:
+    """Identifies what a request asked for, so a reused request id can be told apart."""
+    work = {k: v for k, v in payload.items() if k != "sent_at"}
+    canonical = json.dumps([routing_key, work], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def stamped(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload with the time it is sent, for messages that expire."""
+    return {**payload, "sent_at": time.time()}
+
+
+def ok_reply(result: Any) -> dict[str, Any]:
+    return {"ok": True, "result": result}
+
+
+def error_reply(code: str, message: str, details: dict[str, str] | None = None) -> dict[str, Any]:
+    reply: dict[str, Any] = {"ok": False, "error": code, "message": message}
+    if details:
+        reply["details"] = details
+    return reply

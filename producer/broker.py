@@ -1,0 +1,294 @@
+"""The producer's link to RabbitMQ: one connection per gunicorn worker process.
+
+pika connections are not thread-safe, so the connection belongs to one I/O
+thread and request threads never touch it: they hand each message over with
+`add_callback_threadsafe` and wait on events with a deadline. Because that
+thread runs pika's event loop all the time, heartbeats are answered even when
+no request comes for hours, a broker restart is noticed at once, and several
+requests are in flight on the channel together instead of one confirm at a
+time. Nothing waits longer than its deadline, even on a frozen broker.
+
+A request is published persistent, with `mandatory` and a publisher
+confirm, and answered on RabbitMQ's direct reply-to pseudo-queue, matched by
+correlation id.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+import pika.channel
+import pika.exceptions
+import pika.frame
+from pika.spec import Basic, BasicProperties
+
+from common import amqp, logs, topology
+from common.config import AmqpSettings
+from common.messages import encode
+
+# How long a request waits for a connection that is being (re)established
+# before it is told that the broker is unavailable.
+CONNECT_GRACE_S = 1.0
+
+
+class BrokerUnavailable(Exception):
+    """RabbitMQ did not confirm the message: down, unreachable or frozen."""
+
+
+@dataclass(eq=False)
+class _Call:
+    request_id: str
+    routing_key: str
+    body: bytes
+    confirmed: threading.Event = field(default_factory=threading.Event)
+    answered: threading.Event = field(default_factory=threading.Event)
+    failure: str | None = None
+    returned: bool = False
+    reply: dict[str, Any] | None = None
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+class Broker:
+    def __init__(self, settings: AmqpSettings, name: str, log: logs.EventLogger):
+        self._params = amqp.parameters(settings, name)
+        self._log = log
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._ready = threading.Event()
+        self._connection: pika.SelectConnection | None = None
+        # Owned by the I/O thread: delivery tag -> call waiting for its confirm.
+        self._channel: pika.channel.Channel | None = None
+        self._unconfirmed: dict[int, _Call] = {}
+        self._next_tag = 0
+        # Shared with request threads, under the lock: request id -> calls awaiting a reply.
+        self._lock = threading.Lock()
+        self._awaiting: dict[str, list[_Call]] = {}
+
+    # ---- request threads -------------------------------------------------
+
+    def start(self) -> None:
+        """Start the I/O thread (idempotent; must run after gunicorn's fork)."""
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="amqp-io", daemon=True)
+                self._thread.start()
+
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def call(
+        self, routing_key: str, payload: dict[str, Any], request_id: str, timeout: float
+    ) -> dict[str, Any] | None:
+        """Publish a request and wait for its reply.
+
+        Returns the reply, or None when RabbitMQ confirmed the message but no
+        reply came within `timeout` (the work will still be carried out).
+        Raises BrokerUnavailable when RabbitMQ did not confirm it in time.
+        """
+        self.start()
+        deadline = time.monotonic() + timeout
+        if not self._ready.wait(min(CONNECT_GRACE_S, timeout)):
+            raise BrokerUnavailable("not connected to RabbitMQ")
+        call = _Call(request_id, routing_key, encode(payload))
+        with self._lock:
+            self._awaiting.setdefault(request_id, []).append(call)
+        try:
+            connection = self._connection
+            if connection is None:
+                raise BrokerUnavailable("not connected to RabbitMQ")
+            connection.ioloop.add_callback_threadsafe(functools.partial(self._publish, call))
+            if not call.confirmed.wait(_left(deadline)):
+                raise BrokerUnavailable("RabbitMQ did not confirm the message in time")
+            if call.failure is not None:
+                raise BrokerUnavailable(call.failure)
+            call.answered.wait(_left(deadline))
+            return call.reply
+        finally:
+            with self._lock:
+                waiting = self._awaiting.get(request_id, [])
+                if call in waiting:
+                    waiting.remove(call)
+                if not waiting:
+                    self._awaiting.pop(request_id, None)
+
+    def stop(self) -> None:
+        """Close the connection cleanly (gunicorn's worker_exit)."""
+        self._stopping = True
+        connection = self._connection
+        if connection is not None:
+            connection.ioloop.add_callback_threadsafe(self._close)
+
+    # ---- the I/O thread --------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            try:
+                self._declare_topology()
+                connection = pika.SelectConnection(
+                    self._params,
+                    on_open_callback=self._on_open,
+                    on_open_error_callback=self._on_open_error,
+                    on_close_callback=self._on_closed,
+                )
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                self._log.warning("broker_unavailable", error=repr(exc))
+            else:
+                self._connection = connection
+                connection.ioloop.start()  # returns once the connection has closed
+                self._connection = None
+                if self._channel is None:
+                    attempt += 1
+                else:
+                    attempt = 0
+                self._channel = None
+            self._ready.clear()
+            self._fail_all("the connection to RabbitMQ was lost")
+            if not self._stopping:
+                time.sleep(amqp.backoff(attempt))
+                attempt += 1
+
+    def _declare_topology(self) -> None:
+        """Declare the contract's topology on a short-lived blocking connection.
+
+        Done once per (re)connect rather than per request, with the same
+        code the consumers use.
+        """
+        connection = pika.BlockingConnection(self._params)
+        try:
+            topology.declare(connection.channel())
+        finally:
+            connection.close()
+
+    def _close(self) -> None:
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
+
+    def _on_open(self, connection: pika.SelectConnection) -> None:
+        connection.channel(on_open_callback=self._on_channel_open)
+
+    def _on_open_error(self, connection: pika.SelectConnection, error: BaseException) -> None:
+        self._log.warning("broker_unavailable", error=repr(error))
+        connection.ioloop.stop()
+
+    def _on_closed(self, connection: pika.SelectConnection, reason: BaseException) -> None:
+        self._ready.clear()
+        if not self._stopping:
+            self._log.warning("broker_connection_lost", error=repr(reason))
+        connection.ioloop.stop()
+
+    def _on_channel_open(self, channel: pika.channel.Channel) -> None:
+        self._channel = channel
+        self._next_tag = 0
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_confirm_mode)
+
+    def _on_confirm_mode(self, _frame: pika.frame.Method) -> None:
+        assert self._channel is not None
+        self._channel.basic_consume(
+            amqp.DIRECT_REPLY_TO, self._on_reply, auto_ack=True, callback=self._on_consuming
+        )
+
+    def _on_consuming(self, _frame: pika.frame.Method) -> None:
+        self._ready.set()
+        self._log.info("broker_connected", host=self._params.host, port=self._params.port)
+
+    def _on_channel_closed(self, _channel: pika.channel.Channel, reason: BaseException) -> None:
+        # Without its channel the connection is of no use: close it and start over.
+        self._ready.clear()
+        self._log.warning("broker_channel_closed", error=repr(reason))
+        self._close()
+
+    def _publish(self, call: _Call) -> None:
+        channel = self._channel
+        if channel is None or not channel.is_open or not self._ready.is_set():
+            call.failure = "not connected to RabbitMQ"
+            call.confirmed.set()
+            return
+        try:
+            channel.basic_publish(
+                exchange=topology.EXCHANGE,
+                routing_key=call.routing_key,
+                body=call.body,
+                properties=amqp.request_properties(
+                    call.request_id, reply_to=amqp.DIRECT_REPLY_TO
+                ),
+                mandatory=True,
+            )
+        except pika.exceptions.AMQPError as exc:
+            call.failure = f"publish failed: {exc!r}"
+            call.confirmed.set()
+            return
+        self._next_tag += 1
+        self._unconfirmed[self._next_tag] = call
+
+    def _on_return(
+        self,
+        _channel: pika.channel.Channel,
+        _method: Basic.Return,
+        props: BasicProperties,
+        _body: bytes,
+    ) -> None:
+        # An unroutable message comes back before its confirm does.
+        for call in self._unconfirmed.values():
+            if call.request_id == props.message_id:
+                call.returned = True
+
+    def _on_confirm(self, frame: pika.frame.Method) -> None:
+        method = frame.method
+        tag = method.delivery_tag
+        tags = [t for t in self._unconfirmed if t <= tag] if method.multiple else [tag]
+        for t in tags:
+            call = self._unconfirmed.pop(t, None)
+            if call is None:
+                continue
+            if isinstance(method, Basic.Nack):
+                call.failure = "RabbitMQ refused the message"
+            elif call.returned:
+                call.failure = "no queue is bound for this message"
+            call.confirmed.set()
+
+    def _on_reply(
+        self,
+        _channel: pika.channel.Channel,
+        _method: Basic.Deliver,
+        props: BasicProperties,
+        body: bytes,
+    ) -> None:
+        try:
+            reply = json.loads(body)
+        except ValueError:
+            self._log.error("reply_unreadable", request_id=props.correlation_id)
+            return
+        with self._lock:
+            waiting = [c for c in self._awaiting.get(props.correlation_id or "", []) if c.reply is None]
+            if waiting:
+                waiting[0].reply = reply
+                waiting[0].answered.set()
+                return
+        self._log.info("reply_too_late", request_id=props.correlation_id)
+
+    def _fail_all(self, reason: str) -> None:
+        """Release every waiting request: unconfirmed ones fail, confirmed ones stop waiting."""
+        for call in self._unconfirmed.values():
+            call.failure = reason
+            call.confirmed.set()
+        self._unconfirmed.clear()
+        with self._lock:
+            for calls in self._awaiting.values():
+                for call in calls:
+                    if not call.confirmed.is_set():  # handed to a loop that has stopped
+                        call.failure = reason
+                        call.confirmed.set()
+                    call.answered.set()

@@ -1,0 +1,31 @@
+"""gunicorn settings for the producer, each overridable from the environment."""
+
+import os
+from typing import Any
+
+bind = "0.0.0.0:5000"
+worker_class = "gthread"
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+# Requests wait at most REQUEST_TIMEOUT_S for the broker; this only catches a stuck worker.
+timeout = 30
+# SIGTERM: stop accepting, finish the requests in flight, well inside compose's 10 s grace.
+graceful_timeout = 8
+keepalive = 5
+accesslog = None  # the app logs one JSON line per request, with its request id
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Headers beyond these limits get a 4xx from gunicorn, never a 5xx.
+limit_request_line = 8190
+limit_request_field_size = 8190
+
+
+def post_worker_init(worker: Any) -> None:
+    # Connect to RabbitMQ now, in the worker (after the fork), not on the first request.
+    worker.wsgi.extensions["broker"].start()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    broker = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("broker")
+    if broker is not None:
+        broker.stop()

@@ -1,0 +1,229 @@
+"""The producer: a Flask app that turns HTTP requests into messages on RabbitMQ.
+
+gunicorn loads `create_app()` in each worker after the fork; the worker's
+`Broker` (its one RabbitMQ connection) starts there too, never before.
+Every input is validated before anything is published, and every error,
+ours or a consumer's, becomes the contract's JSON body through one table.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from common import logs
+from common.config import Settings
+from common.messages import (
+    Invalid,
+    clean_health_message,
+    clean_record,
+    clean_srn,
+    record_from_json,
+    request_id_from,
+    stamped,
+)
+from common.topology import DELETE_RECORD, HEALTH_CHECK, INSERT_RECORD, READ_DATABASE
+from producer.broker import Broker, BrokerUnavailable
+
+SERVICE = "producer"
+MAX_BODY_BYTES = 16 * 1024
+
+# Every error code of the contract and its HTTP status: the one place they meet.
+STATUS_OF_ERROR = {
+    "missing_parameter": 400,
+    "invalid_parameter": 400,
+    "invalid_record": 400,
+    "malformed_body": 400,
+    "invalid_message": 400,
+    "unauthorized": 401,
+    "not_found": 404,
+    "unknown_request": 404,
+    "method_not_allowed": 405,
+    "duplicate_srn": 409,
+    "request_id_conflict": 409,
+    "body_too_large": 413,
+    "unsupported_media_type": 415,
+    "internal_error": 500,
+    "broker_unavailable": 503,
+    "consumer_timeout": 504,
+}
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str, details: dict[str, str] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+api = Blueprint("api", __name__)
+
+
+def _broker() -> Broker:
+    broker: Broker = current_app.extensions["broker"]
+    return broker
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["settings"]
+    return settings
+
+
+def _one_arg(*names: str) -> str | None:
+    """The single value of a query parameter (any of its spellings), or None."""
+    values = [v for name in names for v in request.args.getlist(name)]
+    if len(values) > 1:
+        raise Invalid("invalid_parameter", f"'{names[0]}' must be given once.")
+    return values[0] if values else None
+
+
+def _dispatch(routing_key: str, payload: dict[str, Any], *, status: int, write: bool) -> Response:
+    """Publish, wait for the consumer, and turn its reply into the HTTP answer."""
+    request_id = g.request_id
+    try:
+        reply = _broker().call(routing_key, payload, request_id, _settings().request_timeout_s)
+    except BrokerUnavailable as exc:
+        current_app.extensions["log"].warning(
+            "broker_unavailable", request_id=request_id, routing_key=routing_key, error=str(exc)
+        )
+        raise ApiError(
+            "broker_unavailable",
+            "The message broker is unavailable; retry with the same X-Request-ID.",
+        ) from exc
+    if reply is None:
+        if write:
+            # Confirmed by RabbitMQ, so it will be carried out: tell the client where to look.
+            response = jsonify({"status": "accepted", "request_id": request_id})
+            response.status_code = 202
+            response.headers["Location"] = f"/requests/{request_id}"
+            return response
+        raise ApiError("consumer_timeout", "No consumer answered in time; try again.")
+    if not reply.get("ok"):
+        raise ApiError(
+            str(reply.get("error", "internal_error")),
+            str(reply.get("message", "The request failed.")),
+            reply.get("details"),
+        )
+    response = jsonify(reply["result"])
+    response.status_code = status
+    return response
+
+
+def _record_from_body() -> dict[str, str]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError("body_too_large", f"The body must be at most {MAX_BODY_BYTES} bytes.")
+    if request.mimetype == "application/json":
+        body = request.get_json(silent=True)
+        if body is None:
+            raise ApiError("malformed_body", "The body is not valid JSON.")
+        if not isinstance(body, dict):
+            raise ApiError("malformed_body", "The body must be a JSON object.")
+        return record_from_json(body)
+    if request.mimetype in FORM_TYPES:
+        fields: dict[str, list[Any]] = {key: request.form.getlist(key) for key in request.form}
+        for key in request.files:  # a file is never a valid field value
+            fields.setdefault(key, []).extend(request.files.getlist(key))
+        return clean_record(fields)
+    raise ApiError(
+        "unsupported_media_type",
+        "Send the record as JSON, application/x-www-form-urlencoded or multipart/form-data.",
+    )
+
+
+@api.get("/health_check")
+def health_check() -> Response:
+    message = clean_health_message(_one_arg("message"))
+    return _dispatch(HEALTH_CHECK, stamped({"message": message}), status=200, write=False)
+
+
+@api.post("/insert_record")
+def insert_record() -> Response:
+    return _dispatch(INSERT_RECORD, _record_from_body(), status=201, write=True)
+
+
+@api.get("/read_database")
+def read_database() -> Response:
+    return _dispatch(READ_DATABASE, stamped({}), status=200, write=False)
+
+
+@api.get("/delete_record")
+def delete_record() -> Response:
+    srn = clean_srn(_one_arg("SRN", "srn") or "")
+    return _dispatch(DELETE_RECORD, {"SRN": srn}, status=200, write=True)
+
+
+@api.get("/livez")
+def livez() -> Response:
+    return jsonify({"status": "alive"})
+
+
+@api.get("/readyz")
+def readyz() -> Response:
+    if not _broker().ready():
+        raise ApiError("broker_unavailable", "Not connected to RabbitMQ yet.")
+    return jsonify({"status": "ready"})
+
+
+def _error_response(code: str, message: str, details: dict[str, str] | None = None,
+                    status: int | None = None) -> Response:
+    body: dict[str, Any] = {"error": code, "message": message, "request_id": g.get("request_id")}
+    if details:
+        body["details"] = details
+    response = jsonify(body)
+    response.status_code = status or STATUS_OF_ERROR.get(code, 500)
+    return response
+
+
+def create_app(settings: Settings | None = None, broker: Broker | None = None) -> Flask:
+    settings = settings or Settings.from_env(SERVICE, needs_db=False)
+    log = logs.setup(SERVICE, settings.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["settings"] = settings
+    app.extensions["log"] = log
+    app.extensions["broker"] = broker or Broker(settings.amqp, f"{SERVICE}", log)
+    app.register_blueprint(api)
+
+    @app.before_request
+    def take_request_id() -> None:
+        g.request_id = request_id_from(request.headers.get("X-Request-ID"))
+        g.started = time.monotonic()
+
+    @app.after_request
+    def log_request(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        log.info(
+            "http_request", request_id=g.get("request_id"), method=request.method,
+            path=request.path, status=response.status_code,
+            ms=round((time.monotonic() - g.get("started", time.monotonic())) * 1000, 1),
+        )
+        return response
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
+        return _error_response(exc.code, exc.message, exc.details)
+
+    @app.errorhandler(Invalid)
+    def invalid(exc: Invalid) -> Response:
+        return _error_response(exc.code, exc.message, exc.details)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+            exc.code or 500, (exc.name or "error").lower().replace(" ", "_")
+        )
+        return _error_response(code, exc.description or exc.name, status=exc.code)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unexpected_error", request_id=g.get("request_id"))
+        return _error_response("internal_error", "Something went wrong on our side.")
+
+    return app

@@ -1,0 +1,440 @@
+#!/usr/bin/env python3
+"""Run the system: the one script behind every `make` target.
+
+    python scripts/stack.py up      # RabbitMQ on its own network, then compose
+    python scripts/stack.py test    # ruff, mypy, unit and integration tests
+    python scripts/stack.py down    # stop compose, then RabbitMQ (data stays)
+    python scripts/stack.py clean   # down, and delete the data volumes
+
+Only the standard library, so a Windows user with Docker Desktop and Python
+runs the same steps without make. `--env-file` selects another settings
+file; the integration tests use it to run a copy of the system of their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import venv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRETS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")
+# Base images: setting, default (a pinned minor tag), kind of local stand-in.
+IMAGES = (
+    ("PYTHON_IMAGE", "python:3.12-slim", "python"),
+    ("MYSQL_IMAGE", "mysql:8.4", "mysql"),
+    ("RABBITMQ_IMAGE", "rabbitmq:4.1-management", "rabbitmq"),
+)
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def run(args: Sequence[str], *, env: Mapping[str, str] | None = None, check: bool = True,
+        capture: bool = False, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        list(args), env=dict(env) if env is not None else None, text=True,
+        stdout=subprocess.PIPE if capture or quiet else None,
+        stderr=subprocess.PIPE if capture or quiet else None,
+    )
+    if check and result.returncode != 0:
+        detail = (result.stderr or "").strip() if (capture or quiet) else ""
+        fail(f"`{' '.join(args[:3])} ...` failed ({result.returncode}){': ' + detail if detail else ''}")
+    return result
+
+
+def docker_ok(*args: str) -> bool:
+    return run(["docker", *args], check=False, quiet=True).returncode == 0
+
+
+# ---- settings ---------------------------------------------------------------
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+class Stack:
+    """The settings of one copy of the system, and the commands that run it."""
+
+    def __init__(self, env_file: Path):
+        self.env_file = env_file
+        self.defaults = parse_env_file(ROOT / ".env.example")
+        self.values: dict[str, str] = {}
+        # Found at `up`: the gateway IP and the base images compose builds from.
+        self.discovered: dict[str, str] = {"RABBITMQ_HOST": "-"}
+
+    def load(self) -> None:
+        # As in compose: the shell's environment wins over the file.
+        file_values = parse_env_file(self.env_file) if self.env_file.exists() else {}
+        merged = {**self.defaults, **file_values}
+        self.values = {key: os.environ.get(key, value) for key, value in merged.items()}
+
+    def get(self, key: str) -> str:
+        return self.values.get(key) or self.defaults.get(key, "")
+
+    @property
+    def project(self) -> str:
+        return self.get("COMPOSE_PROJECT_NAME")
+
+    @property
+    def db_volume(self) -> str:
+        return f"{self.project}_db_data"
+
+    def process_env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, **self.values, **extra}
+
+    # ---- .env ---------------------------------------------------------------
+
+    def ensure_env_file(self) -> None:
+        if self.env_file.exists():
+            self.load()
+            missing = [key for key in SECRETS if not self.get(key)]
+            if missing:
+                fail(f"{self.env_file} does not set {', '.join(missing)}")
+            return
+        self.load()
+        volumes = (self.db_volume, self.get("RABBITMQ_VOLUME"))
+        leftovers = [v for v in volumes if docker_ok("volume", "inspect", v)]
+        if leftovers:
+            fail(
+                f"{self.env_file.name} is missing, but data volumes of an earlier one still exist "
+                f"({', '.join(leftovers)}). New passwords would not match the ones stored in them. "
+                f"Put the old {self.env_file.name} back, or delete the data with "
+                "`make clean` (python scripts/stack.py clean) and run `make up` again."
+            )
+        lines = []
+        for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
+            key = line.partition("=")[0].strip()
+            if key in SECRETS and not line.partition("=")[2].strip():
+                line = f"{key}={secrets.token_urlsafe(24)}"
+            lines.append(line)
+        self.env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        say(f"created {self.env_file} from .env.example with freshly generated passwords")
+        self.load()
+
+    # ---- images -------------------------------------------------------------
+
+    def resolve_images(self) -> dict[str, str]:
+        """Each base image as configured; a local stand-in only where none can be had."""
+        chosen = {}
+        policy = self.get("OFFLINE_STANDINS") or "auto"
+        for setting, default, kind in IMAGES:
+            name = self.get(setting) or default
+            if policy != "always":
+                if docker_ok("image", "inspect", name):
+                    chosen[setting] = name
+                    continue
+                say(f"pulling {name}")
+                if docker_ok("pull", name):
+                    chosen[setting] = name
+                    continue
+                if policy == "never":
+                    fail(f"cannot pull {name} and OFFLINE_STANDINS=never")
+                say(f"{name} cannot be pulled here: using a local stand-in (offline/README.md)")
+            sys.path.insert(0, str(ROOT))
+            from offline.standins import build_standin
+
+            chosen[setting] = build_standin(kind, log=say)
+        return chosen
+
+    # ---- RabbitMQ, outside compose ---------------------------------------------
+
+    def start_rabbitmq(self, image: str) -> str:
+        """Start RabbitMQ on its own network; return that network's gateway IP."""
+        network, name = self.get("RABBITMQ_NETWORK"), self.get("RABBITMQ_CONTAINER")
+        if not docker_ok("network", "inspect", network):
+            say(f"creating network {network}")
+            run(["docker", "network", "create", "--driver", "bridge", network], quiet=True)
+        state = run(["docker", "inspect", "-f", "{{.State.Running}}", name], check=False, capture=True)
+        if state.returncode != 0:
+            say(f"starting RabbitMQ ({image}) as {name} on {network}")
+            run(self.rabbitmq_run_command(image), env=self.process_env(
+                RABBITMQ_DEFAULT_USER=self.get("RABBITMQ_USER"),
+                RABBITMQ_DEFAULT_PASS=self.get("RABBITMQ_PASSWORD"),
+            ), quiet=True)
+        elif state.stdout.strip() != "true":
+            say(f"starting the existing {name} container")
+            run(["docker", "start", name], quiet=True)
+        self.wait_for_rabbitmq()
+        return self.gateway_ip()
+
+    def rabbitmq_run_command(self, image: str) -> list[str]:
+        # Credentials go in as `-e NAME` (value from the environment), never on
+        # the command line.
+        return [
+            "docker", "run", "--detach",
+            "--name", self.get("RABBITMQ_CONTAINER"),
+            "--hostname", self.get("RABBITMQ_HOSTNAME"),
+            "--network", self.get("RABBITMQ_NETWORK"),
+            "--restart", "unless-stopped",
+            "--publish", f"{self.get('RABBITMQ_AMQP_BIND')}:{self.get('RABBITMQ_AMQP_PORT')}:5672",
+            "--publish", f"127.0.0.1:{self.get('RABBITMQ_MANAGEMENT_PORT')}:15672",
+            "--volume", f"{self.get('RABBITMQ_VOLUME')}:/var/lib/rabbitmq",
+            "--env", "RABBITMQ_DEFAULT_USER", "--env", "RABBITMQ_DEFAULT_PASS",
+            image,
+        ]
+
+    def wait_for_rabbitmq(self, timeout: float = 180) -> None:
+        # A TCP probe would pass through docker-proxy while RabbitMQ is still
+        # booting, so wait until the application user can really log in.
+        port = int(self.get("RABBITMQ_AMQP_PORT"))
+        say(f"waiting until {self.get('RABBITMQ_USER')} can log in to RabbitMQ on port {port}")
+        deadline = time.monotonic() + timeout
+        error = ""
+        while time.monotonic() < deadline:
+            error = amqp_login("127.0.0.1", port, self.get("RABBITMQ_USER"), self.get("RABBITMQ_PASSWORD"))
+            if not error:
+                return
+            time.sleep(1)
+        logs = run(["docker", "logs", "--tail", "30", self.get("RABBITMQ_CONTAINER")],
+                   check=False, capture=True)
+        fail(f"RabbitMQ did not accept a login within {timeout:.0f} s ({error}).\n{logs.stdout}{logs.stderr}")
+
+    def gateway_ip(self) -> str:
+        result = run(["docker", "network", "inspect", "-f", "{{json .IPAM.Config}}",
+                      self.get("RABBITMQ_NETWORK")], capture=True)
+        for config in json.loads(result.stdout) or []:
+            gateway = config.get("Gateway", "")
+            if gateway and ":" not in gateway:
+                return str(gateway)
+        fail(f"network {self.get('RABBITMQ_NETWORK')} has no IPv4 gateway")
+        raise AssertionError  # unreachable
+
+    # ---- compose --------------------------------------------------------------
+
+    def compose(self, *args: str, check: bool = True,
+                capture: bool = False) -> subprocess.CompletedProcess[str]:
+        base = [
+            *compose_command(), "--project-directory", str(ROOT),
+            "--file", str(ROOT / "docker-compose.yml"), "--project-name", self.project,
+        ]
+        if self.env_file.exists():
+            base += ["--env-file", str(self.env_file)]
+        return run([*base, *args], env=self.process_env(**self.discovered), check=check,
+                   capture=capture)
+
+    def wait_until_healthy(self, timeout: float = 240) -> None:
+        say("waiting for every container to be healthy")
+        deadline = time.monotonic() + timeout
+        pending: list[str] = []
+        while time.monotonic() < deadline:
+            ids = self.compose("ps", "-q", capture=True).stdout.split()
+            states = [container_state(i) for i in ids]
+            broken = [s for s in states if (s.status in {"exited", "dead"} and s.exit_code != 0)
+                      or s.status == "restarting"]
+            if broken:
+                for state in broken:
+                    logs = run(["docker", "logs", "--tail", "40", state.id], check=False, capture=True)
+                    print(f"--- {state.name} ---\n{logs.stdout}{logs.stderr}", file=sys.stderr)
+                fail(f"{', '.join(s.name for s in broken)} failed to start")
+            pending = [s.name for s in states if not (
+                s.health == "healthy" or (s.health == "" and s.status == "running")
+                or (s.status == "exited" and s.exit_code == 0))]
+            if ids and not pending:
+                return
+            time.sleep(2)
+        fail(f"not healthy after {timeout:.0f} s: {', '.join(pending)}")
+
+    # ---- commands ---------------------------------------------------------------
+
+    def up(self) -> None:
+        self.ensure_env_file()
+        images = self.resolve_images()
+        gateway = self.start_rabbitmq(images["RABBITMQ_IMAGE"])
+        say(f"RabbitMQ is reachable from compose at {gateway}:{self.get('RABBITMQ_AMQP_PORT')} "
+            f"(gateway of {self.get('RABBITMQ_NETWORK')})")
+        self.discovered = {"RABBITMQ_HOST": gateway, **images}
+        self.compose("up", "--detach", "--build", "--remove-orphans")
+        self.wait_until_healthy()
+        port = self.get("PRODUCER_PORT")
+        say(f"up: http://localhost:{port}/health_check?message=hello  "
+            f"(RabbitMQ UI: http://localhost:{self.get('RABBITMQ_MANAGEMENT_PORT')})")
+
+    def down(self, *, volumes: bool = False) -> None:
+        self.load()
+        say(f"stopping compose project {self.project}")
+        self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []), check=False)
+        name = self.get("RABBITMQ_CONTAINER")
+        if docker_ok("container", "inspect", name):
+            say(f"stopping RabbitMQ ({name})")
+            run(["docker", "stop", "--time", "30", name], check=False, quiet=True)
+            run(["docker", "rm", name], check=False, quiet=True)
+        if docker_ok("network", "inspect", self.get("RABBITMQ_NETWORK")):
+            run(["docker", "network", "rm", self.get("RABBITMQ_NETWORK")], check=False, quiet=True)
+        if volumes and docker_ok("volume", "inspect", self.get("RABBITMQ_VOLUME")):
+            say(f"deleting volume {self.get('RABBITMQ_VOLUME')}")
+            run(["docker", "volume", "rm", self.get("RABBITMQ_VOLUME")], check=False, quiet=True)
+
+
+class ContainerState(NamedTuple):
+    id: str
+    name: str
+    status: str
+    health: str
+    exit_code: int
+
+
+def container_state(container_id: str) -> ContainerState:
+    fmt = ("{{json (index .Config.Labels \"com.docker.compose.service\")}} {{json .State.Status}} "
+           "{{if .State.Health}}{{json .State.Health.Status}}{{else}}\"\"{{end}} {{.State.ExitCode}}")
+    out = run(["docker", "inspect", "-f", fmt, container_id], capture=True).stdout.split()
+    return ContainerState(container_id, json.loads(out[0]), json.loads(out[1]),
+                          json.loads(out[2]), int(out[3]))
+
+
+def compose_command() -> list[str]:
+    """Compose v2 (`docker compose`) where present, else v1 (`docker-compose`)."""
+    if docker_ok("compose", "version"):
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    fail("neither `docker compose` nor `docker-compose` is installed")
+    raise AssertionError  # unreachable
+
+
+# ---- a real AMQP 0-9-1 login, with nothing but the standard library ---------------
+
+def amqp_login(host: str, port: int, user: str, password: str, vhost: str = "/") -> str:
+    """Log in and out over AMQP; '' on success, otherwise why it failed."""
+
+    def frame(payload: bytes) -> bytes:
+        return struct.pack(">BHI", 1, 0, len(payload)) + payload + b"\xce"
+
+    def shortstr(text: str) -> bytes:
+        data = text.encode()
+        return struct.pack(">B", len(data)) + data
+
+    def longstr(data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + data
+
+    def read_method(sock: socket.socket) -> tuple[tuple[int, int], bytes]:
+        """(class id, method id) of the next method frame, and its arguments."""
+        header = _read_exactly(sock, 7)
+        kind, _, size = struct.unpack(">BHI", header)
+        payload = _read_exactly(sock, size + 1)
+        if kind != 1:
+            return read_method(sock)  # skip heartbeats and the like
+        return struct.unpack(">HH", payload[:4]), payload[4:-1]
+
+    try:
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            if read_method(sock)[0] != (10, 10):
+                return "no Connection.Start"
+            response = b"\x00" + user.encode() + b"\x00" + password.encode()
+            sock.sendall(frame(struct.pack(">HH", 10, 11) + longstr(b"") + shortstr("PLAIN")
+                               + longstr(response) + shortstr("en_US")))
+            method, tune = read_method(sock)
+            if method != (10, 30):
+                return "login refused"
+            channel_max, frame_max, _heartbeat = struct.unpack(">HIH", tune[:8])
+            sock.sendall(frame(struct.pack(">HHHIH", 10, 31, channel_max, frame_max, 0)))
+            sock.sendall(frame(struct.pack(">HH", 10, 40) + shortstr(vhost) + shortstr("") + b"\x00"))
+            if read_method(sock)[0] != (10, 41):
+                return f"no access to vhost {vhost}"
+            sock.sendall(frame(struct.pack(">HHH", 10, 50, 200) + shortstr("bye") + struct.pack(">HH", 0, 0)))
+            read_method(sock)
+            return ""
+    except (OSError, struct.error, EOFError) as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError("connection closed")
+        data += chunk
+    return data
+
+
+# ---- the developer tools: a virtualenv with pinned ruff, mypy and pytest ------------
+
+def dev_python() -> str:
+    """The project's .venv (created and kept in sync with requirements-dev.txt)."""
+    env_dir = ROOT / ".venv"
+    python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    requirements = ROOT / "requirements-dev.txt"
+    stamp = env_dir / ".requirements"
+    wanted = requirements.read_text(encoding="utf-8")
+    if not python.exists():
+        say("creating .venv for the tests")
+        venv.EnvBuilder(with_pip=True).create(env_dir)
+    if not stamp.exists() or stamp.read_text(encoding="utf-8") != wanted:
+        say("installing the test tools into .venv (requirements-dev.txt)")
+        run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "-r", str(requirements)])
+        stamp.write_text(wanted, encoding="utf-8")
+    return str(python)
+
+
+def test(pytest_args: Sequence[str]) -> int:
+    python = dev_python()
+    os.chdir(ROOT)
+    timings = []
+    for label, command in (
+        ("ruff", [python, "-m", "ruff", "check", "."]),
+        ("mypy", [python, "-m", "mypy"]),
+        ("pytest", [python, "-m", "pytest", *pytest_args]),
+    ):
+        say(label)
+        started = time.monotonic()
+        code = subprocess.run(command).returncode
+        timings.append(f"{label} {time.monotonic() - started:.0f}s")
+        if code != 0:
+            say(f"{label} failed ({code}); " + ", ".join(timings))
+            return code
+    say("all checks passed; " + ", ".join(timings))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--env-file", type=Path, default=ROOT / ".env",
+                        help="settings file (default: .env, created from .env.example)")
+    parser.add_argument("command", choices=["up", "down", "clean", "test", "logs", "ps"])
+    args, rest = parser.parse_known_args(argv)
+    stack = Stack(args.env_file.resolve())
+    if args.command == "up":
+        stack.up()
+    elif args.command == "down":
+        stack.down()
+    elif args.command == "clean":
+        stack.down(volumes=True)
+    elif args.command == "test":
+        return test(rest)
+    elif args.command in {"logs", "ps"}:
+        stack.load()
+        extra = ["--follow", "--tail", "50"] if args.command == "logs" else []
+        stack.compose(args.command, *extra, *rest, check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Each consumer's handler, and the shared loop's ledger, over an in-memory table."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import mysql.connector
+import pytest
+
+from common import logs
+from common.config import Settings
+from common.consumer import Message, Worker
+from common.messages import Invalid, Refused
+from consumer_four import read
+from consumer_one import healthcheck
+from consumer_three import deletion
+from consumer_two import insertion
+
+
+class FakeCursor:
+    """Understands exactly the statements the consumers and the ledger run."""
+
+    def __init__(self, students: dict[str, tuple[str, str, str]] | None = None) -> None:
+        self.students = students if students is not None else {}
+        self.requests: dict[str, tuple[str, str]] = {}
+        self.result: list[tuple[Any, ...]] = []
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        verb = " ".join(sql.split()[:4])
+        if sql.startswith("INSERT INTO students"):
+            srn, name, section, _rid = params
+            if srn in self.students:
+                raise mysql.connector.IntegrityError(msg="dup", errno=1062)
+            self.students[srn] = (name, srn, section)
+        elif sql.startswith("SELECT name, srn, section FROM students WHERE"):
+            row = self.students.get(params[0])
+            self.result = [row] if row else []
+        elif sql.startswith("SELECT name, srn, section FROM students ORDER BY"):
+            self.result = [self.students[k] for k in sorted(self.students)]
+        elif sql.startswith("DELETE FROM students"):
+            self.students.pop(params[0], None)
+        elif sql.startswith("SELECT fingerprint, reply FROM requests"):
+            found = self.requests.get(params[0])
+            self.result = [found] if found else []
+        elif sql.startswith("INSERT INTO requests"):
+            rid, _key, fingerprint, reply = params
+            if rid in self.requests:
+                raise mysql.connector.IntegrityError(msg="dup", errno=1062)
+            self.requests[rid] = (fingerprint, reply)
+        else:
+            raise AssertionError(f"unexpected SQL: {verb}")
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.result.pop(0) if self.result else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self.result = self.result, []
+        return rows
+
+
+def fake_db(students: dict[str, tuple[str, str, str]] | None = None) -> Any:
+    return FakeCursor(students)
+
+
+def test_health_check_echoes_the_message() -> None:
+    payload = healthcheck.parse({"message": "ping"})
+    assert healthcheck.handle(Message("r1", payload), None) == {
+        "status": "ok", "message": "ping", "consumer": "consumer_one",
+    }
+    with pytest.raises(Invalid):
+        healthcheck.parse({})
+
+
+def test_insert_then_duplicate() -> None:
+    db = fake_db()
+    record = insertion.HANDLER.parse({"Name": "A", "SRN": "s1", "Section": "B"})
+    expected = {"record": {"Name": "A", "SRN": "S1", "Section": "B"}}
+    assert insertion.handle(Message("r1", record), db) == expected
+    with pytest.raises(Refused) as caught:
+        insertion.handle(Message("r2", record), db)
+    assert caught.value.code == "duplicate_srn"
+
+
+def test_insert_rejects_an_invalid_message() -> None:
+    with pytest.raises(Invalid):
+        insertion.HANDLER.parse({"Name": "A", "SRN": ["not", "text"], "Section": "B"})
+
+
+def test_delete_answers_with_the_deleted_record() -> None:
+    db = fake_db({"S1": ("A", "S1", "B")})
+    assert deletion.handle(Message("r1", deletion.parse({"SRN": "s1"})), db) == {
+        "deleted": {"Name": "A", "SRN": "S1", "Section": "B"}
+    }
+    assert db.students == {}
+    with pytest.raises(Refused) as caught:
+        deletion.handle(Message("r2", {"SRN": "S1"}), db)
+    assert caught.value.code == "not_found"
+
+
+def test_read_orders_by_srn() -> None:
+    db = fake_db({"B": ("n2", "B", "x"), "A": ("n1", "A", "y")})
+    result = read.handle(Message("r1", read.parse({})), db)
+    assert [r["SRN"] for r in result["records"]] == ["A", "B"] and result["count"] == 2
+    with pytest.raises(Invalid):
+        read.parse({"unexpected": 1})
+
+
+@pytest.fixture
+def worker() -> Worker:
+    env = {"RABBITMQ_HOST": "h", "RABBITMQ_USER": "u", "RABBITMQ_PASSWORD": "p",
+           "MYSQL_USER": "u", "MYSQL_PASSWORD": "p"}
+    settings = Settings.from_env("consumer_two", needs_db=True, env=env)
+    return Worker(settings, insertion.HANDLER, logs.EventLogger(logging.getLogger("test"), {}))
+
+
+def test_ledger_answers_a_repeat_with_the_first_answer(worker: Worker) -> None:
+    db = fake_db()
+    record = {"Name": "A", "SRN": "S1", "Section": "B"}
+    first = worker._transaction(db, "req-1", record)
+    again = worker._transaction(db, "req-1", record)
+    assert first == again == {"ok": True, "result": {"record": record}}
+    assert len(db.students) == 1 and len(db.requests) == 1
+
+
+def test_ledger_keeps_refusals_too(worker: Worker) -> None:
+    db = fake_db({"S1": ("old", "S1", "B")})
+    record = {"Name": "A", "SRN": "S1", "Section": "B"}
+    first = worker._transaction(db, "req-2", record)
+    assert first["error"] == "duplicate_srn"
+    db.students.clear()  # even if the row goes away, the retried request keeps its answer
+    assert worker._transaction(db, "req-2", record) == first
+
+
+def test_same_request_id_for_another_request_is_a_conflict(worker: Worker) -> None:
+    db = fake_db()
+    worker._transaction(db, "req-3", {"Name": "A", "SRN": "S1", "Section": "B"})
+    other = worker._transaction(db, "req-3", {"Name": "Z", "SRN": "S2", "Section": "B"})
+    assert other["error"] == "request_id_conflict"
+    assert set(db.students) == {"S1"}

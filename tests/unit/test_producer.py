@@ -1,0 +1,181 @@
+"""The HTTP edge, with a fake broker: validation, error mapping, request ids."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from common.config import Settings
+from common.messages import error_reply, ok_reply
+from producer.broker import BrokerUnavailable
+from producer.producer import STATUS_OF_ERROR, create_app
+
+ENV = {"RABBITMQ_HOST": "broker", "RABBITMQ_USER": "app", "RABBITMQ_PASSWORD": "pw"}
+RECORD = {"Name": "Asha", "SRN": "pes1", "Section": "A"}
+
+
+class FakeBroker:
+    """Records what would be published; answers with `reply` (or raises)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict[str, Any], str]] = []
+        self.reply: dict[str, Any] | Exception | None = ok_reply({"done": True})
+
+    def start(self) -> None: ...
+
+    def ready(self) -> bool:
+        return True
+
+    def call(self, routing_key: str, payload: dict[str, Any], request_id: str,
+             timeout: float) -> dict[str, Any] | None:
+        self.published.append((routing_key, payload, request_id))
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply
+
+
+@pytest.fixture
+def broker() -> FakeBroker:
+    return FakeBroker()
+
+
+@pytest.fixture
+def client(broker: FakeBroker) -> FlaskClient:
+    settings = Settings.from_env("producer", needs_db=False, env=ENV)
+    return create_app(settings, broker).test_client()  # type: ignore[arg-type]
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.get_json()
+    body = response.get_json()
+    assert body["error"] == code
+    assert body["message"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    return dict(body)
+
+
+def test_insert_json_publishes_the_clean_record(client: FlaskClient, broker: FakeBroker) -> None:
+    broker.reply = ok_reply({"record": {"Name": "Asha", "SRN": "PES1", "Section": "A"}})
+    response = client.post("/insert_record", json=RECORD, headers={"X-Request-ID": "req-1"})
+    assert response.status_code == 201
+    assert response.get_json() == {"record": {"Name": "Asha", "SRN": "PES1", "Section": "A"}}
+    assert broker.published == [("insert_record", {"Name": "Asha", "SRN": "PES1", "Section": "A"}, "req-1")]
+    assert response.headers["X-Request-ID"] == "req-1"
+
+
+def test_insert_form_and_multipart(client: FlaskClient, broker: FakeBroker) -> None:
+    assert client.post("/insert_record", data=RECORD).status_code == 201
+    multipart = client.post("/insert_record", data=RECORD, content_type="multipart/form-data")
+    assert multipart.status_code == 201
+    assert [p[1]["SRN"] for p in broker.published] == ["PES1", "PES1"]
+
+
+@pytest.mark.parametrize(("kwargs", "status", "code"), [
+    ({"json": {"Name": "A", "SRN": "S"}}, 400, "invalid_record"),
+    ({"json": {**RECORD, "Extra": "x"}}, 400, "invalid_record"),
+    ({"json": {**RECORD, "SRN": 12}}, 400, "invalid_record"),
+    ({"json": [RECORD]}, 400, "malformed_body"),
+    ({"data": "{not json", "content_type": "application/json"}, 400, "malformed_body"),
+    ({"data": "", "content_type": "application/json"}, 400, "malformed_body"),
+    ({"data": "Name=a&Name=b&SRN=s&Section=x", "content_type": "application/x-www-form-urlencoded"},
+     400, "invalid_record"),
+    ({"data": {**RECORD, "Name": (io.BytesIO(b"x"), "n.txt")}, "content_type": "multipart/form-data"},
+     400, "invalid_record"),
+    ({"data": "Name=a", "content_type": "text/plain"}, 415, "unsupported_media_type"),
+    ({}, 415, "unsupported_media_type"),
+    ({"data": "x" * (16 * 1024 + 1), "content_type": "text/plain"}, 413, "body_too_large"),
+    ({"data": '{"Name": "' + "x" * 16 * 1024 + '"}', "content_type": "application/json"},
+     413, "body_too_large"),
+])
+def test_bad_inserts_are_refused_before_publishing(
+    client: FlaskClient, broker: FakeBroker, kwargs: dict[str, Any], status: int, code: str
+) -> None:
+    assert_error(client.post("/insert_record", **kwargs), status, code)
+    assert broker.published == []
+
+
+def test_invalid_record_lists_each_field(client: FlaskClient) -> None:
+    body = assert_error(client.post("/insert_record", json={"Name": "", "Nmae": "x"}), 400, "invalid_record")
+    assert set(body["details"]) == {"Name", "Nmae", "SRN", "Section"}
+
+
+@pytest.mark.parametrize(("path", "status", "code"), [
+    ("/health_check", 400, "missing_parameter"),
+    ("/health_check?message=", 400, "missing_parameter"),
+    ("/health_check?message=a&message=b", 400, "invalid_parameter"),
+    ("/health_check?message=" + "x" * 257, 400, "invalid_parameter"),
+    ("/delete_record", 400, "missing_parameter"),
+    ("/delete_record?SRN=", 400, "missing_parameter"),
+    ("/delete_record?SRN=a%20b", 400, "invalid_parameter"),
+    ("/delete_record?SRN=a&srn=b", 400, "invalid_parameter"),
+    ("/no_such_route", 404, "not_found"),
+])
+def test_bad_queries(client: FlaskClient, broker: FakeBroker, path: str, status: int, code: str) -> None:
+    assert_error(client.get(path), status, code)
+    assert broker.published == []
+
+
+def test_wrong_method_is_json(client: FlaskClient) -> None:
+    assert_error(client.get("/insert_record"), 405, "method_not_allowed")
+
+
+def test_health_check_carries_its_send_time(client: FlaskClient, broker: FakeBroker) -> None:
+    broker.reply = ok_reply({"status": "ok", "message": "hi", "consumer": "consumer_one"})
+    response = client.get("/health_check?message=hi")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "message": "hi", "consumer": "consumer_one"}
+    routing_key, payload, _ = broker.published[0]
+    assert routing_key == "health_check" and payload["message"] == "hi" and "sent_at" in payload
+
+
+def test_delete_upper_cases_the_srn(client: FlaskClient, broker: FakeBroker) -> None:
+    client.get("/delete_record?srn=pes1")
+    assert broker.published[0][:2] == ("delete_record", {"SRN": "PES1"})
+
+
+@pytest.mark.parametrize(("code", "status"), sorted(STATUS_OF_ERROR.items()))
+def test_consumer_errors_map_through_the_table(
+    client: FlaskClient, broker: FakeBroker, code: str, status: int
+) -> None:
+    broker.reply = error_reply(code, "said the consumer")
+    body = assert_error(client.post("/insert_record", json=RECORD), status, code)
+    assert body["message"] == "said the consumer"
+
+
+def test_broker_down_is_503(client: FlaskClient, broker: FakeBroker) -> None:
+    broker.reply = BrokerUnavailable("down")
+    assert_error(client.get("/read_database"), 503, "broker_unavailable")
+
+
+def test_write_without_answer_is_202_with_location(client: FlaskClient, broker: FakeBroker) -> None:
+    broker.reply = None
+    response = client.get("/delete_record?SRN=S1", headers={"X-Request-ID": "late-1"})
+    assert response.status_code == 202
+    assert response.get_json() == {"status": "accepted", "request_id": "late-1"}
+    assert response.headers["Location"] == "/requests/late-1"
+
+
+def test_read_without_answer_is_504(client: FlaskClient, broker: FakeBroker) -> None:
+    broker.reply = None
+    assert_error(client.get("/read_database"), 504, "consumer_timeout")
+
+
+def test_unexpected_failure_hides_the_details(client: FlaskClient, broker: FakeBroker) -> None:
+    broker.reply = RuntimeError("secret host db:3306 password=hunter2")
+    body = assert_error(client.get("/read_database"), 500, "internal_error")
+    assert "hunter2" not in str(body) and "Traceback" not in str(body)
+
+
+@pytest.mark.parametrize("header", ["bad id with spaces", "x" * 65, "semi;colon"])
+def test_malformed_request_id_is_replaced(client: FlaskClient, broker: FakeBroker, header: str) -> None:
+    response = client.get("/health_check?message=a", headers={"X-Request-ID": header})
+    assert response.headers["X-Request-ID"] != header
+    assert broker.published[0][2] == response.headers["X-Request-ID"]
+
+
+def test_liveness_and_readiness(client: FlaskClient) -> None:
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").get_json() == {"status": "ready"}
