@@ -8,6 +8,7 @@ ours or a consumer's, becomes the contract's JSON body through one table.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -51,6 +52,7 @@ STATUS_OF_ERROR = {
     "consumer_timeout": 504,
 }
 
+PROBE_PATHS = ("/livez", "/readyz")
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -199,8 +201,10 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     @app.after_request
     def log_request(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        log.info(
-            "http_request", request_id=g.get("request_id"), method=request.method,
+        # Container health probes come every few seconds: keep them out of INFO.
+        level = logging.DEBUG if request.path in PROBE_PATHS else logging.INFO
+        log.log(
+            level, "http_request", request_id=g.get("request_id"), method=request.method,
             path=request.path, status=response.status_code,
             ms=round((time.monotonic() - g.get("started", time.monotonic())) * 1000, 1),
         )

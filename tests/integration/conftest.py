@@ -1,0 +1,180 @@
+"""A complete copy of the system for the integration tests, torn down at the end.
+
+It has its own compose project, RabbitMQ container, network, volumes and host
+ports, so a user's running system is never touched. Set MSTEST_KEEP=1 to keep
+it running between runs while developing (it is reused when found).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+PROJECT = "mstest"
+# Short enough that the idle test sits through several heartbeat timeouts.
+HEARTBEAT_S = 3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 30, interval: float = 0.5) -> Any:
+    """Poll `check` until it returns something truthy; fail with its last answer."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (requests.RequestException, AssertionError, subprocess.SubprocessError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"not true within {timeout} s; last answer: {last!r}")
+
+
+@dataclass
+class Stack:
+    env_file: Path
+    values: dict[str, str]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.values['PRODUCER_PORT']}"
+
+    @property
+    def amqp_port(self) -> int:
+        return int(self.values["RABBITMQ_AMQP_PORT"])
+
+    def stack(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "stack.py"), "--env-file", str(self.env_file), *args],
+            env={**os.environ, **self.values}, text=True, check=check,
+        )
+
+    def compose(self, *args: str) -> str:
+        command = ["docker", "compose"] if subprocess.run(
+            ["docker", "compose", "version"], capture_output=True).returncode == 0 else ["docker-compose"]
+        result = subprocess.run(
+            [*command, "--project-directory", str(ROOT), "--project-name", PROJECT,
+             "--env-file", str(self.env_file), *args],
+            env={**os.environ, **self.values, "RABBITMQ_HOST": "-"},
+            capture_output=True, text=True, check=True,
+        )
+        return result.stdout
+
+    def container(self, service: str) -> str:
+        ids = self.compose("ps", "-q", service).split()
+        assert ids, f"no container for {service}"
+        return ids[0]
+
+    def sql(self, query: str) -> list[list[str]]:
+        """Rows of a query run as root inside the db container (tab-separated)."""
+        result = subprocess.run(
+            ["docker", "exec", self.container("db"), "sh", "-c",
+             'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql -uroot -N -B "$MYSQL_DATABASE" -e "$0"', query],
+            capture_output=True, text=True, check=True,
+        )
+        return [line.split("\t") for line in result.stdout.splitlines()]
+
+    def management(self, path: str) -> Any:
+        response = requests.get(
+            f"http://127.0.0.1:{self.values['RABBITMQ_MANAGEMENT_PORT']}/api/{path}",
+            auth=(self.values["RABBITMQ_USER"], self.values["RABBITMQ_PASSWORD"]), timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def snapshot(self) -> tuple[list[list[str]], list[list[str]]]:
+        """Everything the system stores, to show that a refused request changed nothing."""
+        return (self.sql("SELECT srn, name, section FROM students ORDER BY srn"),
+                self.sql("SELECT request_id, reply FROM requests ORDER BY request_id"))
+
+
+def stack_values(previous: Path) -> dict[str, str]:
+    if previous.exists():
+        return dict(line.split("=", 1) for line in previous.read_text().splitlines() if "=" in line)
+    return {
+        "COMPOSE_PROJECT_NAME": PROJECT,
+        "RABBITMQ_NETWORK": f"{PROJECT}_rabbitmq_net",
+        "RABBITMQ_CONTAINER": f"{PROJECT}-rabbitmq",
+        "RABBITMQ_HOSTNAME": f"{PROJECT}-rabbitmq",
+        "RABBITMQ_VOLUME": f"{PROJECT}_rabbitmq_data",
+        "PRODUCER_BIND": "127.0.0.1",
+        "PRODUCER_PORT": str(free_port()),
+        "RABBITMQ_AMQP_PORT": str(free_port()),
+        "RABBITMQ_MANAGEMENT_PORT": str(free_port()),
+        "RABBITMQ_USER": "app",
+        "RABBITMQ_PASSWORD": secrets.token_urlsafe(18),
+        "MYSQL_USER": "app",
+        "MYSQL_PASSWORD": secrets.token_urlsafe(18),
+        "MYSQL_ROOT_PASSWORD": secrets.token_urlsafe(18),
+        "MYSQL_DATABASE": "school",
+        "RABBITMQ_HEARTBEAT_S": str(HEARTBEAT_S),
+        "REQUEST_TIMEOUT_S": "5",
+    }
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    keep = os.environ.get("MSTEST_KEEP") == "1"
+    env_file = ARTIFACTS / "stack.env"
+    values = stack_values(env_file if keep else ARTIFACTS / "does-not-exist")
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    system = Stack(env_file, values)
+    if not keep:
+        system.stack("clean", check=False)  # leftovers of an interrupted run
+    started = time.monotonic()
+    system.stack("up")
+    print(f"\ntest stack up in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    try:
+        yield system
+    finally:
+        logs = subprocess.run(
+            ["docker", "logs", values["RABBITMQ_CONTAINER"]], capture_output=True, text=True
+        )
+        (ARTIFACTS / "rabbitmq.log").write_text(logs.stdout + logs.stderr)
+        (ARTIFACTS / "compose.log").write_text(system.compose("logs", "--no-color", "--timestamps"))
+        if not keep:
+            system.stack("clean")
+            env_file.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def api(stack: Stack) -> Callable[..., requests.Response]:
+    session = requests.Session()
+
+    def call(method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 15)
+        return session.request(method, stack.base_url + path, **kwargs)
+
+    return call
+
+
+def unique_srn(prefix: str = "T") -> str:
+    return f"{prefix}{secrets.token_hex(5)}".upper()
+
+
+def json_of(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"not JSON ({response.status_code}): {response.text[:200]}") from exc

@@ -1,0 +1,118 @@
+"""The assignment's checklist, against the real containers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from tests.integration.conftest import Stack, json_of, unique_srn, wait_until
+
+SERVICES = {"db", "migrate", "producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four"}
+ROUTING_KEYS = ("health_check", "insert_record", "delete_record", "read_database")
+Api = Callable[..., requests.Response]
+
+
+def inspect(container: str) -> dict[str, Any]:
+    result = subprocess.run(["docker", "inspect", container], capture_output=True, text=True, check=True)
+    return dict(json.loads(result.stdout)[0])
+
+
+def test_every_container_is_up_and_healthy(stack: Stack) -> None:
+    seen = {}
+    for container in stack.compose("ps", "-q").split():
+        info = inspect(container)
+        service = info["Config"]["Labels"]["com.docker.compose.service"]
+        state = info["State"]
+        seen[service] = "exited 0" if service == "migrate" and state["Status"] == "exited" \
+            and state["ExitCode"] == 0 else state.get("Health", {}).get("Status")
+    assert set(seen) == SERVICES
+    assert seen == {s: "exited 0" if s == "migrate" else "healthy" for s in SERVICES}
+    assert inspect(stack.values["RABBITMQ_CONTAINER"])["State"]["Running"]
+
+
+def test_two_networks_and_the_gateway_path(stack: Stack) -> None:
+    rabbit_net = stack.values["RABBITMQ_NETWORK"]
+    rabbit = inspect(stack.values["RABBITMQ_CONTAINER"])
+    assert set(rabbit["NetworkSettings"]["Networks"]) == {rabbit_net}
+
+    compose_networks = set()
+    for container in stack.compose("ps", "-q").split():
+        compose_networks |= set(inspect(container)["NetworkSettings"]["Networks"])
+    assert len(compose_networks) == 1 and rabbit_net not in compose_networks
+
+    network = subprocess.run(["docker", "network", "inspect", rabbit_net], capture_output=True,
+                             text=True, check=True)
+    gateway = json.loads(network.stdout)[0]["IPAM"]["Config"][0]["Gateway"]
+    producer_env = inspect(stack.container("producer"))["Config"]["Env"]
+    assert f"RABBITMQ_HOST={gateway}" in producer_env
+
+    # Every service holds its connection to RabbitMQ, all of them through that address.
+    names = {c["client_properties"].get("connection_name") for c in stack.management("connections")}
+    assert {"producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four"} <= names
+
+
+def test_exchange_queues_and_bindings_as_rabbitmq_reports_them(stack: Stack) -> None:
+    exchange = stack.management("exchanges/%2F/microservices")
+    assert (exchange["type"], exchange["durable"]) == ("direct", True)
+    bindings = {(b["destination"], b["routing_key"])
+                for b in stack.management("exchanges/%2F/microservices/bindings/source")}
+    assert bindings == {(key, key) for key in ROUTING_KEYS}
+    for key in ROUTING_KEYS:
+        queue = stack.management(f"queues/%2F/{key}")
+        assert queue["durable"] is True
+        assert queue["arguments"]["x-queue-type"] == "quorum"
+        assert queue["arguments"]["x-delivery-limit"] == 5
+        assert queue["arguments"]["x-dead-letter-exchange"] == "microservices.dlx"
+        assert queue["consumers"] >= 1
+        dead = stack.management(f"queues/%2F/{key}.dead")
+        assert dead["durable"] is True and dead["arguments"]["x-queue-type"] == "quorum"
+
+
+def test_health_check_round_trip(api: Api) -> None:
+    response = api("GET", "/health_check", params={"message": "is anyone there?"})
+    assert response.status_code == 200
+    assert json_of(response) == {"status": "ok", "message": "is anyone there?", "consumer": "consumer_one"}
+
+
+def test_insert_in_every_body_format_then_read_then_delete(api: Api) -> None:
+    json_srn, form_srn, multipart_srn = unique_srn("J"), unique_srn("F"), unique_srn("M")
+    inserts = [
+        api("POST", "/insert_record", json={"Name": "Json Person", "SRN": json_srn, "Section": "A"}),
+        api("POST", "/insert_record", data={"Name": "Form Person", "SRN": form_srn, "Section": "B"}),
+        api("POST", "/insert_record", files={"Name": (None, "Multipart Person"),
+                                              "SRN": (None, multipart_srn), "Section": (None, "C")}),
+    ]
+    assert [r.status_code for r in inserts] == [201, 201, 201], [r.text for r in inserts]
+    assert json_of(inserts[1]) == {"record": {"Name": "Form Person", "SRN": form_srn, "Section": "B"}}
+
+    records = json_of(api("GET", "/read_database"))
+    stored = {r["SRN"]: r for r in records["records"]}
+    assert records["count"] == len(records["records"])
+    assert [r["SRN"] for r in records["records"]] == sorted(stored)
+    assert stored[multipart_srn] == {"Name": "Multipart Person", "SRN": multipart_srn, "Section": "C"}
+    assert {json_srn, form_srn, multipart_srn} <= set(stored)
+
+    deleted = api("GET", "/delete_record", params={"SRN": json_srn.lower()})
+    assert deleted.status_code == 200
+    assert json_of(deleted) == {"deleted": {"Name": "Json Person", "SRN": json_srn, "Section": "A"}}
+    after = {r["SRN"] for r in json_of(api("GET", "/read_database"))["records"]}
+    assert json_srn not in after and form_srn in after
+
+    again = api("GET", "/delete_record", params={"SRN": json_srn})
+    assert again.status_code == 404 and json_of(again)["error"] == "not_found"
+
+
+def test_consumers_reconnect_by_themselves_after_a_broker_restart(stack: Stack, api: Api) -> None:
+    subprocess.run(["docker", "restart", stack.values["RABBITMQ_CONTAINER"]], check=True,
+                   capture_output=True)
+    wait_until(lambda: api("GET", "/health_check", params={"message": "back"}).status_code == 200,
+               timeout=90)
+    srn = unique_srn("R")
+    assert wait_until(lambda: api("POST", "/insert_record",
+                                  json={"Name": "After Restart", "SRN": srn, "Section": "A"}).status_code
+                      in (201, 409), timeout=30)
+    assert srn in {r["SRN"] for r in json_of(api("GET", "/read_database"))["records"]}

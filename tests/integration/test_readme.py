@@ -1,0 +1,62 @@
+"""The README's commands, run as written (only the host port is the test copy's)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.integration.conftest import Stack
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+README_URL = "http://localhost:5000"
+
+
+def commands_in(section: str, prefix: str) -> list[str]:
+    """Lines of the section's bash and plain code blocks that start with `prefix`."""
+    text = README.read_text(encoding="utf-8").split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    found, fence = [], None
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fence = None if fence is not None else line[3:]
+        elif fence in ("", "bash") and line.removeprefix("$ ").startswith(prefix):
+            found.append(line.removeprefix("$ "))
+    return found
+
+
+def run_as_written(command: str, stack: Stack) -> Any:
+    result = subprocess.run(["bash", "-c", command.replace(README_URL, stack.base_url)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, (command, result.stderr)
+    return json.loads(result.stdout)
+
+
+def test_readme_curl_examples(stack: Stack) -> None:
+    commands = commands_in("Using it", "curl ")
+    assert len(commands) == 6, commands
+    for srn in ("PES1UG21CS001", "PES1UG21CS002"):  # a clean start, so the examples answer as shown
+        requests.get(f"{stack.base_url}/delete_record", params={"SRN": srn}, timeout=15)
+
+    health, insert_json, insert_form, read, delete, error = (run_as_written(c, stack) for c in commands)
+    assert health == {"status": "ok", "message": "hello", "consumer": "consumer_one"}
+    assert insert_json == {"record": {"Name": "Asha Rao", "SRN": "PES1UG21CS001", "Section": "A"}}
+    assert insert_form == {"record": {"Name": "Ravi Kumar", "SRN": "PES1UG21CS002", "Section": "B"}}
+    assert {"PES1UG21CS001", "PES1UG21CS002"} <= {r["SRN"] for r in read["records"]}
+    assert read["count"] == len(read["records"])
+    assert delete == {"deleted": {"Name": "Asha Rao", "SRN": "PES1UG21CS001", "Section": "A"}}
+    assert error["error"] == "invalid_record"
+    assert error["details"] == {"SRN": "required", "Section": "required"}
+
+
+def test_readme_gateway_command(stack: Stack) -> None:
+    [command] = [c for c in commands_in("What `make up` does, by hand", "export RABBITMQ_HOST=")]
+    inspect = command.removeprefix("export RABBITMQ_HOST=").strip("$()").replace(
+        "rabbitmq_net", stack.values["RABBITMQ_NETWORK"])
+    gateway = subprocess.run(["bash", "-c", inspect], capture_output=True, text=True, check=True).stdout.strip()
+    producer_env = subprocess.run(
+        ["docker", "inspect", "-f", "{{json .Config.Env}}", stack.container("producer")],
+        capture_output=True, text=True, check=True).stdout
+    assert f"RABBITMQ_HOST={gateway}" in json.loads(producer_env)
