@@ -55,8 +55,9 @@ def test_readme_gateway_command(stack: Stack) -> None:
     [command] = [c for c in commands_in("What `make up` does, by hand", "export RABBITMQ_HOST=")]
     inspect = command.removeprefix("export RABBITMQ_HOST=").strip("$()").replace(
         "rabbitmq_net", stack.values["RABBITMQ_NETWORK"])
-    gateway = subprocess.run(["bash", "-c", inspect], capture_output=True, text=True, check=True).stdout.strip()
+    gateway = subprocess.run(["bash", "-c", inspect], capture_output=True, text=True, check=True)
+    assert gateway.stdout.strip()
     producer_env = subprocess.run(
         ["docker", "inspect", "-f", "{{json .Config.Env}}", stack.container("producer")],
         capture_output=True, text=True, check=True).stdout
-    assert f"RABBITMQ_HOST={gateway}" in json.loads(producer_env)
+    assert f"RABBITMQ_HOST={gateway.stdout.strip()}" in json.loads(producer_env)
