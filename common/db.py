@@ -29,8 +29,12 @@ CHARSET = "utf8mb4"
 COLLATION = "utf8mb4_unicode_ci"
 
 
+# Transient by nature: the same transaction succeeds when run again.
+RETRYABLE_ERRNOS = frozenset({errorcode.ER_LOCK_DEADLOCK, errorcode.ER_LOCK_WAIT_TIMEOUT})
+
+
 class DatabaseAway(Exception):
-    """The database cannot be reached or dropped the connection; retry later."""
+    """The database cannot be reached, dropped the connection, or asked for a retry."""
 
 
 def connect(settings: DbSettings) -> MySQLConnectionAbstract | PooledMySQLConnection:
@@ -43,6 +47,9 @@ def connect(settings: DbSettings) -> MySQLConnectionAbstract | PooledMySQLConnec
         charset=CHARSET,
         collation=COLLATION,
         autocommit=False,
+        # The pure-Python protocol: the C extension lets a raw MySQLInterfaceError
+        # escape from rollback() on a lost connection, which hides an outage.
+        use_pure=True,
         connection_timeout=settings.connect_timeout_s,
         read_timeout=settings.io_timeout_s,
         write_timeout=settings.io_timeout_s,
@@ -74,6 +81,10 @@ class Database:
         except (mysql.connector.InterfaceError, mysql.connector.OperationalError) as exc:
             self.close()
             raise DatabaseAway(str(exc)) from exc
+        except mysql.connector.DatabaseError as exc:
+            if exc.errno in RETRYABLE_ERRNOS:
+                raise DatabaseAway(str(exc)) from exc
+            raise
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

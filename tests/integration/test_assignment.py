@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from tests.integration.conftest import Stack, json_of, unique_srn, wait_until
+from tests.integration.conftest import Stack, json_of, unique_srn
 
 SERVICES = {"db", "migrate", "producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four"}
 ROUTING_KEYS = ("health_check", "insert_record", "delete_record", "read_database")
@@ -104,15 +104,3 @@ def test_insert_in_every_body_format_then_read_then_delete(api: Api) -> None:
 
     again = api("GET", "/delete_record", params={"SRN": json_srn})
     assert again.status_code == 404 and json_of(again)["error"] == "not_found"
-
-
-def test_consumers_reconnect_by_themselves_after_a_broker_restart(stack: Stack, api: Api) -> None:
-    subprocess.run(["docker", "restart", stack.values["RABBITMQ_CONTAINER"]], check=True,
-                   capture_output=True)
-    wait_until(lambda: api("GET", "/health_check", params={"message": "back"}).status_code == 200,
-               timeout=90)
-    srn = unique_srn("R")
-    assert wait_until(lambda: api("POST", "/insert_record",
-                                  json={"Name": "After Restart", "SRN": srn, "Section": "A"}).status_code
-                      in (201, 409), timeout=30)
-    assert srn in {r["SRN"] for r in json_of(api("GET", "/read_database"))["records"]}

@@ -1,0 +1,110 @@
+"""The broker or the database goes away and comes back: nothing to restart by hand.
+
+Each test puts the system back as it found it, so the order of tests does not matter.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import requests
+
+from tests.integration.conftest import Stack, json_of, unique_srn, wait_until
+
+Api = Callable[..., requests.Response]
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+
+def restart_counts(stack: Stack) -> dict[str, int]:
+    counts = {}
+    for container in stack.compose("ps", "-q").split():
+        info = json.loads(docker("inspect", container))[0]
+        counts[info["Name"]] = info["RestartCount"]
+    return counts
+
+
+def healthy(stack: Stack, service: str) -> bool:
+    return docker("inspect", "-f", "{{.State.Health.Status}}", stack.container(service)).strip() == "healthy"
+
+
+@pytest.fixture
+def no_restarts(stack: Stack) -> Iterator[None]:
+    before = restart_counts(stack)
+    yield
+    assert restart_counts(stack) == before, "a container was restarted"
+
+
+@pytest.mark.usefixtures("no_restarts")
+def test_broker_down_is_503_at_once_and_everything_reconnects(stack: Stack, api: Api) -> None:
+    rabbitmq = stack.values["RABBITMQ_CONTAINER"]
+    docker("stop", rabbitmq)
+    try:
+        for _ in range(3):
+            started = time.monotonic()
+            response = api("GET", "/health_check", params={"message": "anyone?"})
+            assert response.status_code == 503 and json_of(response)["error"] == "broker_unavailable"
+            assert time.monotonic() - started < 2
+    finally:
+        docker("start", rabbitmq)
+    wait_until(lambda: api("GET", "/health_check", params={"message": "back"}).status_code == 200, timeout=90)
+    srn = unique_srn("R")
+    insert = wait_until(lambda: api("POST", "/insert_record", json={"Name": "After", "SRN": srn,
+                                                                     "Section": "A"}), timeout=30)
+    assert insert.status_code == 201
+    for service in ("consumer_two", "consumer_three", "consumer_four"):
+        wait_until(functools.partial(healthy, stack, service), timeout=30)
+    assert api("GET", "/delete_record", params={"SRN": srn}).status_code == 200
+
+
+@pytest.mark.usefixtures("no_restarts")
+def test_database_away_write_is_accepted_then_done(stack: Stack, api: Api) -> None:
+    dead_before = stack.management("queues/%2F/insert_record.dead")["messages"]
+    db = stack.container("db")
+    docker("stop", db)
+    srn = unique_srn("W")
+    try:
+        response = api("POST", "/insert_record", json={"Name": "Waited", "SRN": srn, "Section": "A"},
+                       headers={"X-Request-ID": f"wait-{srn}"})
+        assert response.status_code == 202, response.text
+        assert json_of(response) == {"status": "accepted", "request_id": f"wait-{srn}"}
+        assert response.headers["Location"] == f"/requests/wait-{srn}"
+    finally:
+        docker("start", db)
+    wait_until(lambda: stack.sql(f"SELECT srn FROM students WHERE srn = '{srn}'") == [[srn]], timeout=90)
+    # Nothing was dead-lettered on the way: the consumer kept the message.
+    assert stack.management("queues/%2F/insert_record.dead")["messages"] == dead_before
+    wait_until(lambda: healthy(stack, "consumer_two"), timeout=30)
+
+
+def test_sigterm_stops_a_consumer_cleanly(stack: Stack, api: Api) -> None:
+    container = stack.container("consumer_four")
+    started = time.monotonic()
+    docker("stop", "--time", "10", container)
+    assert time.monotonic() - started < 8
+    state = json.loads(docker("inspect", container))[0]["State"]
+    assert state["ExitCode"] == 0, state  # exited by itself, not killed (137)
+    docker("start", container)
+    wait_until(lambda: healthy(stack, "consumer_four"), timeout=60)
+    assert api("GET", "/read_database").status_code == 200
+
+
+def test_the_application_user_may_only_do_its_job(stack: Stack) -> None:
+    def as_app(statement: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", "exec", stack.container("db"), "sh", "-c",
+             'MYSQL_PWD="$MYSQL_PASSWORD" mysql -u"$MYSQL_USER" "$MYSQL_DATABASE" -e "$0"', statement],
+            capture_output=True, text=True)
+
+    assert as_app("SELECT COUNT(*) FROM students").returncode == 0
+    for forbidden in ("UPDATE students SET name = 'x'", "DROP TABLE students", "DELETE FROM requests",
+                      "CREATE TABLE sneaky (id INT)", "UPDATE requests SET reply = ''"):
+        result = as_app(forbidden)
+        assert result.returncode != 0 and "denied" in result.stderr, (forbidden, result.stderr)
