@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -72,13 +72,13 @@ class Stopping(Exception):
     """SIGTERM arrived while the message in hand could not be finished."""
 
 
-Delivery = tuple[Basic.Deliver, BasicProperties, bytes]
+Delivery = tuple[Handler, Basic.Deliver, BasicProperties, bytes]
 
 
 class Worker:
-    def __init__(self, settings: Settings, handler: Handler, log: logs.EventLogger):
+    def __init__(self, settings: Settings, handlers: Sequence[Handler], log: logs.EventLogger):
         self.settings = settings
-        self.handler = handler
+        self.handlers = {handler.routing_key: handler for handler in handlers}
         self.log = log
         self.db = Database(settings.db) if settings.db is not None else None
         self.stopping = False
@@ -126,22 +126,23 @@ class Worker:
             topology.declare(channel)
             channel.basic_qos(prefetch_count=self.settings.prefetch)
             inbox: deque[Delivery] = deque()
-            tag = channel.basic_consume(
-                queue=self.handler.routing_key,
-                on_message_callback=lambda _ch, method, props, body: inbox.append(
-                    (method, props, body)
-                ),
-            )
-            self.log.info(
-                "consuming", queue=self.handler.routing_key, prefetch=self.settings.prefetch
-            )
+            tags = []
+            for queue, handler in self.handlers.items():
+                tags.append(channel.basic_consume(
+                    queue=queue,
+                    on_message_callback=lambda _ch, method, props, body, handler=handler: inbox.append(
+                        (handler, method, props, body)
+                    ),
+                ))
+                self.log.info("consuming", queue=queue, prefetch=self.settings.prefetch)
             while not self.stopping:
                 ALIVE_FILE.touch()
                 connection.process_data_events(time_limit=1)
                 while inbox:
                     self._process(connection, channel, *inbox.popleft())
             # SIGTERM: take no more, finish what was already delivered, then go.
-            channel.basic_cancel(tag)
+            for tag in tags:
+                channel.basic_cancel(tag)
             while inbox:
                 self._process(connection, channel, *inbox.popleft())
         finally:
@@ -154,6 +155,7 @@ class Worker:
         self,
         connection: pika.BlockingConnection,
         channel: BlockingChannel,
+        handler: Handler,
         method: Basic.Deliver,
         props: BasicProperties,
         body: bytes,
@@ -162,7 +164,7 @@ class Worker:
         request_id = props.message_id or props.correlation_id or ""
         started = time.monotonic()
         try:
-            payload = self._parse(request_id, props, body)
+            payload = self._parse(handler, request_id, props, body)
         except Invalid as exc:
             # Poison never blocks the queue: it goes to <queue>.dead for a person.
             self.log.warning(
@@ -173,13 +175,13 @@ class Worker:
             channel.basic_reject(tag, requeue=False)
             return
 
-        if self.handler.expires and self._expired(payload):
+        if handler.expires and self._expired(payload):
             self.log.info("message_expired", request_id=request_id)
             channel.basic_ack(tag)
             return
 
         try:
-            reply = self._carry_out(connection, request_id, payload)
+            reply = self._carry_out(connection, handler, request_id, payload)
         except Stopping:
             raise
         except Exception:  # a bug, not the database: keep the message for a person
@@ -192,19 +194,21 @@ class Worker:
         self._reply(channel, props, reply)
         channel.basic_ack(tag)
         self.log.info(
-            "message_handled", request_id=request_id, queue=self.handler.routing_key,
+            "message_handled", request_id=request_id, queue=handler.routing_key,
             ok=reply["ok"], error=reply.get("error"),
             ms=round((time.monotonic() - started) * 1000, 1),
         )
 
-    def _parse(self, request_id: str, props: BasicProperties, body: bytes) -> dict[str, Any]:
+    def _parse(
+        self, handler: Handler, request_id: str, props: BasicProperties, body: bytes
+    ) -> dict[str, Any]:
         if props.content_type != CONTENT_TYPE:
             raise Invalid("invalid_message", f"content_type must be {CONTENT_TYPE}.")
         if not REQUEST_ID_PATTERN.fullmatch(request_id):
             raise Invalid("invalid_message", "message_id must be a valid request id.")
         payload = decode(body)
         sent_at = payload.pop("sent_at", None)
-        cleaned = self.handler.parse(payload)
+        cleaned = handler.parse(payload)
         if sent_at is not None:
             cleaned["sent_at"] = sent_at
         return cleaned
@@ -216,15 +220,21 @@ class Worker:
         )
 
     def _carry_out(
-        self, connection: pika.BlockingConnection, request_id: str, payload: dict[str, Any]
+        self,
+        connection: pika.BlockingConnection,
+        handler: Handler,
+        request_id: str,
+        payload: dict[str, Any],
     ) -> dict[str, Any]:
         """The reply for a message, retrying the database for as long as it is away."""
-        if self.db is None:
-            return self._answer(request_id, payload, None)
+        if self.db is None or not handler.uses_db:
+            return self._answer(handler, request_id, payload, None)
         attempt = 0
         while True:
             try:
-                return self.db.run(lambda cursor: self._transaction(cursor, request_id, payload))
+                return self.db.run(
+                    lambda cursor: self._transaction(handler, cursor, request_id, payload)
+                )
             except DatabaseAway as exc:
                 if self.stopping:
                     raise Stopping() from exc
@@ -240,31 +250,32 @@ class Worker:
                 # is in the ledger now, and the next attempt returns it.
                 continue
 
-    def _transaction(self, cursor: Cursor, request_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        if not self.handler.ledger:
-            return self._answer(request_id, payload, cursor)
-        key = self.handler.routing_key
+    def _transaction(
+        self, handler: Handler, cursor: Cursor, request_id: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        if not handler.ledger:
+            return self._answer(handler, request_id, payload, cursor)
+        key = handler.routing_key
         asked = fingerprint(key, payload)
         done = ledger_lookup(cursor, request_id)
         if done is not None:
-            recorded, reply = done
-            if recorded != asked:
+            if done.fingerprint != asked:
                 return error_reply(
                     "request_id_conflict",
                     "This X-Request-ID was already used for a different request.",
                 )
             self.log.info("request_replayed", request_id=request_id)
-            return reply
-        reply = self._answer(request_id, payload, cursor)
+            return done.reply
+        reply = self._answer(handler, request_id, payload, cursor)
         ledger_record(cursor, request_id, key, asked, reply)
         return reply
 
     def _answer(
-        self, request_id: str, payload: dict[str, Any], cursor: Cursor | None
+        self, handler: Handler, request_id: str, payload: dict[str, Any], cursor: Cursor | None
     ) -> dict[str, Any]:
         work = {k: v for k, v in payload.items() if k != "sent_at"}
         try:
-            return ok_reply(self.handler.handle(Message(request_id, work), cursor))
+            return ok_reply(handler.handle(Message(request_id, work), cursor))
         except Refused as exc:
             return error_reply(exc.code, exc.message)
 
@@ -280,17 +291,17 @@ class Worker:
         )
 
 
-def run(service: str, handler: Handler) -> None:
-    """Entry point of a consumer process: serve until SIGTERM."""
+def run(service: str, *handlers: Handler) -> None:
+    """Entry point of a consumer process: serve its queues until SIGTERM."""
     try:
-        settings = Settings.from_env(service, needs_db=handler.uses_db)
+        settings = Settings.from_env(service, needs_db=any(h.uses_db for h in handlers))
     except ConfigError as exc:
         print(f"{service}: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     log = logs.setup(service, settings.log_level)
-    worker = Worker(settings, handler, log)
+    worker = Worker(settings, handlers, log)
     # A Python PID 1 ignores SIGTERM unless it installs a handler.
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
-    log.info("starting", queue=handler.routing_key, rabbitmq_host=settings.amqp.host)
+    log.info("starting", queues=[h.routing_key for h in handlers], rabbitmq_host=settings.amqp.host)
     worker.serve_forever()

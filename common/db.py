@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import mysql.connector
 from mysql.connector import errorcode
@@ -106,16 +106,22 @@ class LedgerConflict(Exception):
     """Another consumer recorded the same request id in the meantime."""
 
 
-def ledger_lookup(cursor: Cursor, request_id: str) -> tuple[str, dict[str, Any]] | None:
-    """The fingerprint and reply recorded for a request id, if it is done."""
+class LedgerEntry(NamedTuple):
+    routing_key: str
+    fingerprint: str
+    reply: dict[str, Any]
+
+
+def ledger_lookup(cursor: Cursor, request_id: str) -> LedgerEntry | None:
+    """What the ledger recorded for a request id, if that request is done."""
     cursor.execute(
-        "SELECT fingerprint, reply FROM requests WHERE request_id = %s", (request_id,)
+        "SELECT routing_key, fingerprint, reply FROM requests WHERE request_id = %s", (request_id,)
     )
     row = cursor.fetchone()
     if row is None:
         return None
-    fingerprint, reply = row
-    return str(fingerprint), json.loads(str(reply))
+    routing_key, fingerprint, reply = row
+    return LedgerEntry(str(routing_key), str(fingerprint), json.loads(str(reply)))
 
 
 def ledger_record(

@@ -16,9 +16,11 @@ HEALTH_CHECK = "health_check"
 INSERT_RECORD = "insert_record"
 DELETE_RECORD = "delete_record"
 READ_DATABASE = "read_database"
+# The stored answer of a finished write (GET /requests/<id>), from the ledger.
+REQUEST_STATUS = "request_status"
 
 # One durable quorum queue per routing key, bound under its own name.
-ROUTING_KEYS = (HEALTH_CHECK, INSERT_RECORD, DELETE_RECORD, READ_DATABASE)
+ROUTING_KEYS = (HEALTH_CHECK, INSERT_RECORD, DELETE_RECORD, READ_DATABASE, REQUEST_STATUS)
 
 DELIVERY_LIMIT = 5
 

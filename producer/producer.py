@@ -8,6 +8,7 @@ ours or a consumer's, becomes the contract's JSON body through one table.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from common import logs
 from common.config import Settings
 from common.messages import (
+    REQUEST_ID_PATTERN,
     Invalid,
     clean_health_message,
     clean_record,
@@ -26,7 +28,13 @@ from common.messages import (
     request_id_from,
     stamped,
 )
-from common.topology import DELETE_RECORD, HEALTH_CHECK, INSERT_RECORD, READ_DATABASE
+from common.topology import (
+    DELETE_RECORD,
+    HEALTH_CHECK,
+    INSERT_RECORD,
+    READ_DATABASE,
+    REQUEST_STATUS,
+)
 from producer.broker import Broker, BrokerUnavailable
 
 SERVICE = "producer"
@@ -53,6 +61,10 @@ STATUS_OF_ERROR = {
 }
 
 PROBE_PATHS = ("/livez", "/readyz")
+# Open even when API_TOKEN is set: container health checks and the HTML page.
+OPEN_PATHS = (*PROBE_PATHS, "/")
+# The success status of each write, for replaying its stored answer.
+SUCCESS_STATUS = {INSERT_RECORD: 201, DELETE_RECORD: 200}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -85,11 +97,11 @@ def _one_arg(*names: str) -> str | None:
     return values[0] if values else None
 
 
-def _dispatch(routing_key: str, payload: dict[str, Any], *, status: int, write: bool) -> Response:
-    """Publish, wait for the consumer, and turn its reply into the HTTP answer."""
+def _ask(routing_key: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Publish and wait for the consumer's reply (None: confirmed, but no answer in time)."""
     request_id = g.request_id
     try:
-        reply = _broker().call(routing_key, payload, request_id, _settings().request_timeout_s)
+        return _broker().call(routing_key, payload, request_id, _settings().request_timeout_s)
     except BrokerUnavailable as exc:
         current_app.extensions["log"].warning(
             "broker_unavailable", request_id=request_id, routing_key=routing_key, error=str(exc)
@@ -98,14 +110,25 @@ def _dispatch(routing_key: str, payload: dict[str, Any], *, status: int, write: 
             "broker_unavailable",
             "The message broker is unavailable; retry with the same X-Request-ID.",
         ) from exc
+
+
+def _dispatch(routing_key: str, payload: dict[str, Any], *, status: int, write: bool) -> Response:
+    """Publish, wait for the consumer, and turn its reply into the HTTP answer."""
+    reply = _ask(routing_key, payload)
     if reply is None:
         if write:
             # Confirmed by RabbitMQ, so it will be carried out: tell the client where to look.
+            request_id = g.request_id
             response = jsonify({"status": "accepted", "request_id": request_id})
             response.status_code = 202
             response.headers["Location"] = f"/requests/{request_id}"
             return response
         raise ApiError("consumer_timeout", "No consumer answered in time; try again.")
+    return _respond(reply, status)
+
+
+def _respond(reply: dict[str, Any], status: int) -> Response:
+    """A consumer's reply as the HTTP answer: its result, or its error through the table."""
     if not reply.get("ok"):
         raise ApiError(
             str(reply.get("error", "internal_error")),
@@ -160,6 +183,20 @@ def delete_record() -> Response:
     return _dispatch(DELETE_RECORD, {"SRN": srn}, status=200, write=True)
 
 
+@api.get("/requests/<request_id>")
+def request_status(request_id: str) -> Response:
+    """The stored answer of a finished write: the same status and body it would have had."""
+    if not REQUEST_ID_PATTERN.fullmatch(request_id):
+        raise ApiError("unknown_request", "No finished request has this id.")
+    reply = _ask(REQUEST_STATUS, stamped({"request_id": request_id}))
+    if reply is None:
+        raise ApiError("consumer_timeout", "No consumer answered in time; try again.")
+    if not reply.get("ok"):
+        return _respond(reply, 200)
+    entry = reply["result"]
+    return _respond(entry["reply"], SUCCESS_STATUS.get(entry["routing_key"], 200))
+
+
 @api.get("/livez")
 def livez() -> Response:
     return jsonify({"status": "alive"})
@@ -179,6 +216,8 @@ def _error_response(code: str, message: str, details: dict[str, str] | None = No
         body["details"] = details
     response = jsonify(body)
     response.status_code = status or STATUS_OF_ERROR.get(code, 500)
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
     return response
 
 
@@ -197,6 +236,15 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     def take_request_id() -> None:
         g.request_id = request_id_from(request.headers.get("X-Request-ID"))
         g.started = time.monotonic()
+
+    @app.before_request
+    def check_token() -> None:
+        if not settings.api_token or request.path in OPEN_PATHS:
+            return
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {settings.api_token}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiError("unauthorized", "Send 'Authorization: Bearer <API_TOKEN>'.")
 
     @app.after_request
     def log_request(response: Response) -> Response:

@@ -102,6 +102,13 @@ class Stack:
         response.raise_for_status()
         return response.json()
 
+    def queue_depth(self, queue: str) -> int:
+        """Messages in a queue (the management API leaves the count out until its first stats)."""
+        def depth() -> list[int] | None:  # a list, so that an empty queue counts as an answer
+            count = self.management(f"queues/%2F/{queue}").get("messages")
+            return None if count is None else [int(count)]
+        return int(wait_until(depth, timeout=30)[0])
+
     def snapshot(self) -> tuple[list[list[str]], list[list[str]]]:
         """Everything the system stores, to show that a refused request changed nothing."""
         return (self.sql("SELECT srn, name, section FROM students ORDER BY srn"),

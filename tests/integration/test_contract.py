@@ -100,7 +100,7 @@ def test_a_malformed_message_is_dead_lettered_and_the_consumer_keeps_serving(sta
         (json.dumps({"Name": 1, "SRN": [], "Section": None}).encode(), "application/json"),
         (json.dumps({"Name": "A", "SRN": "S", "Section": "B"}).encode(), "text/plain"),
     ]
-    before = stack.management("queues/%2F/insert_record.dead")["messages"]
+    before = stack.queue_depth("insert_record.dead")
     try:
         channel = connection.channel()
         channel.confirm_delivery()
@@ -113,7 +113,7 @@ def test_a_malformed_message_is_dead_lettered_and_the_consumer_keeps_serving(sta
             )
     finally:
         connection.close()
-    wait_until(lambda: stack.management("queues/%2F/insert_record.dead")["messages"] >= before + len(poison))
+    wait_until(lambda: stack.queue_depth("insert_record.dead") >= before + len(poison))
     srn = unique_srn("P")
     response = api("POST", "/insert_record", json={"Name": "Still Served", "SRN": srn, "Section": "A"})
     assert response.status_code == 201

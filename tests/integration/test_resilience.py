@@ -66,7 +66,7 @@ def test_broker_down_is_503_at_once_and_everything_reconnects(stack: Stack, api:
 
 @pytest.mark.usefixtures("no_restarts")
 def test_database_away_write_is_accepted_then_done(stack: Stack, api: Api) -> None:
-    dead_before = stack.management("queues/%2F/insert_record.dead")["messages"]
+    dead_before = stack.queue_depth("insert_record.dead")
     db = stack.container("db")
     docker("stop", db)
     srn = unique_srn("W")
@@ -79,8 +79,13 @@ def test_database_away_write_is_accepted_then_done(stack: Stack, api: Api) -> No
     finally:
         docker("start", db)
     wait_until(lambda: stack.sql(f"SELECT srn FROM students WHERE srn = '{srn}'") == [[srn]], timeout=90)
+    stored = api("GET", f"/requests/wait-{srn}")
+    assert stored.status_code == 201
+    assert json_of(stored) == {"record": {"Name": "Waited", "SRN": srn, "Section": "A"}}
+    unknown = api("GET", "/requests/never-sent-this-one")
+    assert unknown.status_code == 404 and json_of(unknown)["error"] == "unknown_request"
     # Nothing was dead-lettered on the way: the consumer kept the message.
-    assert stack.management("queues/%2F/insert_record.dead")["messages"] == dead_before
+    assert stack.queue_depth("insert_record.dead") == dead_before
     wait_until(lambda: healthy(stack, "consumer_two"), timeout=30)
 
 

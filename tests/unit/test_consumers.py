@@ -23,7 +23,7 @@ class FakeCursor:
 
     def __init__(self, students: dict[str, tuple[str, str, str]] | None = None) -> None:
         self.students = students if students is not None else {}
-        self.requests: dict[str, tuple[str, str]] = {}
+        self.requests: dict[str, tuple[str, str, str]] = {}
         self.result: list[tuple[Any, ...]] = []
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
@@ -40,14 +40,14 @@ class FakeCursor:
             self.result = [self.students[k] for k in sorted(self.students)]
         elif sql.startswith("DELETE FROM students"):
             self.students.pop(params[0], None)
-        elif sql.startswith("SELECT fingerprint, reply FROM requests"):
+        elif sql.startswith("SELECT routing_key, fingerprint, reply FROM requests"):
             found = self.requests.get(params[0])
             self.result = [found] if found else []
         elif sql.startswith("INSERT INTO requests"):
-            rid, _key, fingerprint, reply = params
+            rid, key, fingerprint, reply = params
             if rid in self.requests:
                 raise mysql.connector.IntegrityError(msg="dup", errno=1062)
-            self.requests[rid] = (fingerprint, reply)
+            self.requests[rid] = (key, fingerprint, reply)
         else:
             raise AssertionError(f"unexpected SQL: {verb}")
 
@@ -111,14 +111,14 @@ def worker() -> Worker:
     env = {"RABBITMQ_HOST": "h", "RABBITMQ_USER": "u", "RABBITMQ_PASSWORD": "p",
            "MYSQL_USER": "u", "MYSQL_PASSWORD": "p"}
     settings = Settings.from_env("consumer_two", needs_db=True, env=env)
-    return Worker(settings, insertion.HANDLER, logs.EventLogger(logging.getLogger("test"), {}))
+    return Worker(settings, [insertion.HANDLER], logs.EventLogger(logging.getLogger("test"), {}))
 
 
 def test_ledger_answers_a_repeat_with_the_first_answer(worker: Worker) -> None:
     db = fake_db()
     record = {"Name": "A", "SRN": "S1", "Section": "B"}
-    first = worker._transaction(db, "req-1", record)
-    again = worker._transaction(db, "req-1", record)
+    first = worker._transaction(insertion.HANDLER, db, "req-1", record)
+    again = worker._transaction(insertion.HANDLER, db, "req-1", record)
     assert first == again == {"ok": True, "result": {"record": record}}
     assert len(db.students) == 1 and len(db.requests) == 1
 
@@ -126,15 +126,28 @@ def test_ledger_answers_a_repeat_with_the_first_answer(worker: Worker) -> None:
 def test_ledger_keeps_refusals_too(worker: Worker) -> None:
     db = fake_db({"S1": ("old", "S1", "B")})
     record = {"Name": "A", "SRN": "S1", "Section": "B"}
-    first = worker._transaction(db, "req-2", record)
+    first = worker._transaction(insertion.HANDLER, db, "req-2", record)
     assert first["error"] == "duplicate_srn"
     db.students.clear()  # even if the row goes away, the retried request keeps its answer
-    assert worker._transaction(db, "req-2", record) == first
+    assert worker._transaction(insertion.HANDLER, db, "req-2", record) == first
 
 
 def test_same_request_id_for_another_request_is_a_conflict(worker: Worker) -> None:
     db = fake_db()
-    worker._transaction(db, "req-3", {"Name": "A", "SRN": "S1", "Section": "B"})
-    other = worker._transaction(db, "req-3", {"Name": "Z", "SRN": "S2", "Section": "B"})
+    worker._transaction(insertion.HANDLER, db, "req-3", {"Name": "A", "SRN": "S1", "Section": "B"})
+    other = worker._transaction(insertion.HANDLER, db, "req-3", {"Name": "Z", "SRN": "S2", "Section": "B"})
     assert other["error"] == "request_id_conflict"
     assert set(db.students) == {"S1"}
+
+
+def test_request_status_reads_the_ledger(worker: Worker) -> None:
+    db = fake_db()
+    record = {"Name": "A", "SRN": "S1", "Section": "B"}
+    reply = worker._transaction(insertion.HANDLER, db, "req-9", record)
+    status = read.request_status(Message("ask-1", read.parse_status({"request_id": "req-9"})), db)
+    assert status == {"routing_key": "insert_record", "reply": reply}
+    with pytest.raises(Refused) as caught:
+        read.request_status(Message("ask-2", {"request_id": "unknown"}), db)
+    assert caught.value.code == "unknown_request"
+    with pytest.raises(Invalid):
+        read.parse_status({"request_id": "bad id"})

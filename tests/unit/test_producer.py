@@ -179,3 +179,36 @@ def test_malformed_request_id_is_replaced(client: FlaskClient, broker: FakeBroke
 def test_liveness_and_readiness(client: FlaskClient) -> None:
     assert client.get("/livez").status_code == 200
     assert client.get("/readyz").get_json() == {"status": "ready"}
+
+
+def test_stored_answer_of_a_finished_write(client: FlaskClient, broker: FakeBroker) -> None:
+    record = {"Name": "A", "SRN": "S1", "Section": "B"}
+    broker.reply = ok_reply({"routing_key": "insert_record", "reply": ok_reply({"record": record})})
+    response = client.get("/requests/late-1")
+    assert response.status_code == 201 and response.get_json() == {"record": record}
+    routing_key, payload, _ = broker.published[0]
+    assert routing_key == "request_status" and payload["request_id"] == "late-1"
+
+    broker.reply = ok_reply({"routing_key": "delete_record", "reply": error_reply("not_found", "gone")})
+    assert_error(client.get("/requests/late-2"), 404, "not_found")
+
+
+def test_unknown_or_malformed_request_id(client: FlaskClient, broker: FakeBroker) -> None:
+    broker.reply = error_reply("unknown_request", "not done")
+    assert_error(client.get("/requests/never-seen"), 404, "unknown_request")
+    assert_error(client.get("/requests/" + "x" * 65), 404, "unknown_request")
+    assert len(broker.published) == 1
+
+
+def test_api_token_guards_every_route_but_the_probes(broker: FakeBroker) -> None:
+    settings = Settings.from_env("producer", needs_db=False, env={**ENV, "API_TOKEN": "s3cret"})
+    client = create_app(settings, broker).test_client()  # type: ignore[arg-type]
+    for path in ("/health_check?message=a", "/read_database", "/delete_record?SRN=A", "/requests/x"):
+        response = client.get(path)
+        assert_error(response, 401, "unauthorized")
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert_error(client.get(path, headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
+    assert_error(client.post("/insert_record", json=RECORD), 401, "unauthorized")
+    assert broker.published == []
+    assert client.get("/read_database", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/livez").status_code == 200 and client.get("/readyz").status_code == 200
