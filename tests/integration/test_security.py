@@ -1,0 +1,64 @@
+"""What an attacker on the host or the network finds: checked on the running containers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from scripts.stack import ROOT, amqp_login, parse_env_file
+from tests.integration.conftest import Stack
+
+PASSWORD_KEYS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")
+OUR_SERVICES = ("producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four")
+
+
+def inspect(kind: str, name: str) -> dict[str, object]:
+    out = subprocess.run(["docker", kind, "inspect", name], capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout)[0])
+
+
+def test_services_run_as_a_user_without_new_privileges(stack: Stack) -> None:
+    for service in OUR_SERVICES:
+        container = stack.container(service)
+        uid = subprocess.run(["docker", "exec", container, "id", "-u"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        assert uid != "0", service
+    for container in stack.compose("ps", "-q").split():
+        host_config = inspect("container", container)["HostConfig"]
+        assert "no-new-privileges:true" in (host_config["SecurityOpt"] or []), container  # type: ignore[index]
+
+
+def test_the_guest_account_cannot_log_in(stack: Stack) -> None:
+    assert amqp_login("127.0.0.1", stack.amqp_port, "guest", "guest") != ""
+    assert amqp_login("127.0.0.1", stack.amqp_port, stack.values["RABBITMQ_USER"],
+                      stack.values["RABBITMQ_PASSWORD"]) == ""
+
+
+def test_only_amqp_is_published_beyond_loopback(stack: Stack) -> None:
+    published: dict[str, set[str]] = {}
+    containers = [*stack.compose("ps", "-q").split(), stack.values["RABBITMQ_CONTAINER"]]
+    for container in containers:
+        ports = inspect("container", container)["NetworkSettings"]["Ports"] or {}  # type: ignore[index]
+        for port, bindings in ports.items():
+            for binding in bindings or []:
+                published.setdefault(port, set()).add(binding["HostIp"])
+    amqp_bind = stack.values.get("RABBITMQ_AMQP_BIND") or parse_env_file(ROOT / ".env.example")[
+        "RABBITMQ_AMQP_BIND"]
+    assert published.pop("5672/tcp") == {amqp_bind}
+    assert published == {"5000/tcp": {"127.0.0.1"}, "15672/tcp": {"127.0.0.1"}}  # no MySQL at all
+
+
+def test_no_password_in_images_or_logs(stack: Stack) -> None:
+    passwords = [stack.values[key] for key in PASSWORD_KEYS]
+    places = []
+    for service in OUR_SERVICES:
+        image = inspect("container", stack.container(service))["Image"]
+        history = subprocess.run(["docker", "history", "--no-trunc", str(image)], capture_output=True,
+                                 text=True, check=True).stdout
+        places.append((f"{service} image", history + json.dumps(inspect("image", str(image)))))
+    places.append(("compose logs", stack.compose("logs", "--no-color")))
+    rabbit_logs = subprocess.run(["docker", "logs", stack.values["RABBITMQ_CONTAINER"]],
+                                 capture_output=True, text=True)
+    places.append(("rabbitmq logs", rabbit_logs.stdout + rabbit_logs.stderr))
+    for where, text in places:
+        assert not [p for p in passwords if p in text], f"a password appears in the {where}"
