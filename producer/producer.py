@@ -36,6 +36,7 @@ from common.topology import (
     REQUEST_STATUS,
 )
 from producer.broker import Broker, BrokerUnavailable
+from producer.openapi import document as openapi_document
 
 SERVICE = "producer"
 MAX_BODY_BYTES = 16 * 1024
@@ -61,8 +62,8 @@ STATUS_OF_ERROR = {
 }
 
 PROBE_PATHS = ("/livez", "/readyz")
-# Open even when API_TOKEN is set: container health checks and the HTML page.
-OPEN_PATHS = (*PROBE_PATHS, "/")
+# Open even when API_TOKEN is set: container health checks, the HTML page, the API document.
+OPEN_PATHS = (*PROBE_PATHS, "/", "/openapi.json")
 # The success status of each write, for replaying its stored answer.
 SUCCESS_STATUS = {INSERT_RECORD: 201, DELETE_RECORD: 200}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -195,6 +196,11 @@ def request_status(request_id: str) -> Response:
         return _respond(reply, 200)
     entry = reply["result"]
     return _respond(entry["reply"], SUCCESS_STATUS.get(entry["routing_key"], 200))
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document())
 
 
 @api.get("/livez")

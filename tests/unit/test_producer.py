@@ -212,3 +212,24 @@ def test_api_token_guards_every_route_but_the_probes(broker: FakeBroker) -> None
     assert broker.published == []
     assert client.get("/read_database", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert client.get("/livez").status_code == 200 and client.get("/readyz").status_code == 200
+
+
+def test_openapi_document_lists_exactly_the_app_routes(client: FlaskClient) -> None:
+    document = client.get("/openapi.json").get_json()
+    assert document["openapi"].startswith("3.1")
+    app_routes = {
+        (rule.rule.replace("<", "{").replace(">", "}"), method.lower())
+        for rule in client.application.url_map.iter_rules()
+        if rule.endpoint != "static" and rule.rule != "/openapi.json"
+        for method in rule.methods or () if method not in {"HEAD", "OPTIONS"}
+    }
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert documented == app_routes
+
+
+def test_openapi_documents_every_status_a_route_can_answer(client: FlaskClient) -> None:
+    paths = client.get("/openapi.json").get_json()["paths"]
+    insert = set(paths["/insert_record"]["post"]["responses"])
+    assert {"201", "202", "400", "401", "409", "413", "415", "503"} <= insert
+    assert {"200", "202", "400", "404", "503"} <= set(paths["/delete_record"]["get"]["responses"])
+    assert {"200", "503", "504"} <= set(paths["/read_database"]["get"]["responses"])

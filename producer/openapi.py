@@ -1,0 +1,123 @@
+"""The OpenAPI 3.1 document of the producer's HTTP API, served at GET /openapi.json.
+
+Written out by hand from CONTRACT.md; tests keep it true (every route of the
+app is here and nothing else, and schemathesis checks live answers against it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.messages import MESSAGE_MAX, RECORD_FIELDS, REQUEST_ID_PATTERN, SRN_PATTERN
+
+JSON = "application/json"
+REQUEST_ID_HEADER = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "headers": REQUEST_ID_HEADER, "content": {JSON: {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    descriptions = {
+        400: "Bad input (the error code says which)",
+        401: "API_TOKEN is set and the token is missing or wrong",
+        404: "Not found", 409: "Conflict", 413: "Body larger than 16 KiB",
+        415: "Body neither JSON nor a form", 503: "RabbitMQ did not confirm the message",
+        504: "No consumer answered within REQUEST_TIMEOUT_S",
+    }
+    return {str(s): _json(_ref("Error"), descriptions[s]) for s in (*statuses, 401)}
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required or list(properties),
+            "additionalProperties": False}
+
+
+REQUEST_ID = {"name": "X-Request-ID", "in": "header", "required": False,
+              "description": "Kept when 1-64 of [A-Za-z0-9._-], otherwise replaced; always returned.",
+              "schema": {"type": "string"}}
+SRN = {"type": "string", "minLength": 1, "maxLength": 32, "pattern": f"^\\s*{SRN_PATTERN.pattern}\\s*$"}
+RECORD_INPUT = _object({
+    name: {"type": "string", "minLength": 1, "maxLength": limit} if name != "SRN" else SRN
+    for name, (limit, _) in RECORD_FIELDS.items()
+})
+ACCEPTED = {"202": {
+    "description": "RabbitMQ confirmed the write, the consumer has not answered yet: it will be done",
+    "headers": {"Location": {"schema": {"type": "string"}}, **REQUEST_ID_HEADER},
+    "content": {JSON: {"schema": _ref("Accepted")}},
+}}
+
+
+def document() -> dict[str, Any]:
+    record = _ref("Record")
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Student records over RabbitMQ", "version": "1.0.0",
+                 "description": "The producer's HTTP API; see CONTRACT.md."},
+        "paths": {
+            "/health_check": {"get": {
+                "summary": "Round trip through RabbitMQ to consumer_one",
+                "parameters": [REQUEST_ID, {"name": "message", "in": "query", "required": True,
+                                            "schema": {"type": "string", "minLength": 1,
+                                                       "maxLength": MESSAGE_MAX}}],
+                "responses": {"200": _json(_object({
+                    "status": {"const": "ok"}, "message": {"type": "string"},
+                    "consumer": {"const": "consumer_one"}}), "consumer_one acknowledged it"),
+                    **_errors(400, 503, 504)},
+            }},
+            "/insert_record": {"post": {
+                "summary": "Insert a record (consumer_two)",
+                "parameters": [REQUEST_ID],
+                "requestBody": {"required": True, "content": {
+                    JSON: {"schema": RECORD_INPUT},
+                    "application/x-www-form-urlencoded": {"schema": RECORD_INPUT},
+                    "multipart/form-data": {"schema": RECORD_INPUT}}},
+                "responses": {"201": _json(_object({"record": record}), "The row is committed"),
+                              **ACCEPTED, **_errors(400, 409, 413, 415, 503)},
+            }},
+            "/read_database": {"get": {
+                "summary": "Every record, ordered by SRN (consumer_four)",
+                "parameters": [REQUEST_ID],
+                "responses": {"200": _json(_object({"records": {"type": "array", "items": record},
+                                                    "count": {"type": "integer", "minimum": 0}}),
+                                           "All records"),
+                              **_errors(503, 504)},
+            }},
+            "/delete_record": {"get": {
+                "summary": "Delete the record of one SRN (consumer_three)",
+                "parameters": [REQUEST_ID, {"name": "SRN", "in": "query", "required": True, "schema": SRN}],
+                "responses": {"200": _json(_object({"deleted": record}), "The row is gone"),
+                              **ACCEPTED, **_errors(400, 404, 409, 503)},
+            }},
+            "/requests/{request_id}": {"get": {
+                "summary": "The stored answer of a finished write",
+                "parameters": [REQUEST_ID, {"name": "request_id", "in": "path", "required": True,
+                                            "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _json(_object({"deleted": record}), "A finished delete"),
+                    "201": _json(_object({"record": record}), "A finished insert"),
+                    **_errors(404, 409, 503, 504)},
+            }},
+            "/livez": {"get": {"summary": "The process runs", "responses": {
+                "200": _json(_object({"status": {"const": "alive"}}), "Alive")}}},
+            "/readyz": {"get": {"summary": "Connected to RabbitMQ", "responses": {
+                "200": _json(_object({"status": {"const": "ready"}}), "Ready"), **_errors(503)}}},
+        },
+        "components": {
+            "headers": {"RequestId": {"schema": {"type": "string",
+                                                 "pattern": f"^{REQUEST_ID_PATTERN.pattern}$"}}},
+            "schemas": {
+                "Record": _object({name: {"type": "string"} for name in RECORD_FIELDS}),
+                "Accepted": _object({"status": {"const": "accepted"}, "request_id": {"type": "string"}}),
+                "Error": _object({"error": {"type": "string"}, "message": {"type": "string"},
+                                  "request_id": {"type": "string"},
+                                  "details": {"type": "object", "additionalProperties": {"type": "string"}}},
+                                 ["error", "message", "request_id"]),
+            },
+        },
+    }
