@@ -80,10 +80,8 @@ class DbSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, admin: bool = False) -> DbSettings:
         """The application user, or with `admin` the root account (migrations only)."""
-        if admin:
-            user, password = "root", _text(env, "MYSQL_ROOT_PASSWORD")
-        else:
-            user, password = _text(env, "MYSQL_USER"), _text(env, "MYSQL_PASSWORD")
+        user = "root" if admin else _text(env, "MYSQL_USER")
+        password = _text(env, "MYSQL_ROOT_PASSWORD" if admin else "MYSQL_PASSWORD")
         return cls(
             host=_text(env, "MYSQL_HOST", "db"),
             port=_integer(env, "MYSQL_PORT", 3306),
