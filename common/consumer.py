@@ -82,24 +82,24 @@ class Worker:
         self.log = log
         self.db = Database(settings.db) if settings.db is not None else None
         self.stopping = False
+        # Since the last successful connect: the next retry's backoff grows with it.
+        self.failed_connects = 0
 
     def stop(self, signum: int, _frame: FrameType | None = None) -> None:
         self.log.info("stop_requested", signal=signal.Signals(signum).name)
         self.stopping = True
 
     def serve_forever(self) -> None:
-        attempt = 0
         while not self.stopping:
             try:
                 self._serve()
-                attempt = 0
             except (pika.exceptions.AMQPError, OSError) as exc:
                 ALIVE_FILE.unlink(missing_ok=True)
-                delay = amqp.backoff(attempt)
+                delay = amqp.backoff(self.failed_connects)
                 self.log.warning(
                     "broker_unavailable", error=repr(exc), retry_in_s=round(delay, 2)
                 )
-                attempt += 1
+                self.failed_connects += 1
                 self._sleep(delay)
             except Stopping:
                 break
@@ -135,6 +135,7 @@ class Worker:
                     ),
                 ))
                 self.log.info("consuming", queue=queue, prefetch=self.settings.prefetch)
+            self.failed_connects = 0
             while not self.stopping:
                 ALIVE_FILE.touch()
                 connection.process_data_events(time_limit=1)

@@ -147,9 +147,7 @@ class Broker:
                 self._connection = connection
                 connection.ioloop.start()  # returns once the connection has closed
                 self._connection = None
-                if self._channel is None:
-                    attempt += 1
-                else:
+                if self._channel is not None:  # it had been serving: retry quickly
                     attempt = 0
                 self._channel = None
             self._ready.clear()
