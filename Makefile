@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STACK = $(PYTHON) scripts/stack.py
 
-.PHONY: up down clean test logs ps
+.PHONY: up down clean test faults logs ps
 
 up:      ## start RabbitMQ on its own network, then the compose services
 	$(STACK) up
@@ -15,6 +15,9 @@ clean:   ## stop everything and delete the data volumes
 
 test:    ## ruff, mypy, unit and integration tests (brings up its own copy of the system)
 	$(STACK) test
+
+faults:  ## only the fault-injection tests (part of `make test` too)
+	$(STACK) test -m faults
 
 logs:    ## follow the logs of every compose service
 	$(STACK) logs

@@ -51,6 +51,10 @@ def reply_properties(request_id: str) -> pika.BasicProperties:
     )
 
 
-def backoff(attempt: int, *, base: float = 0.5, cap: float = 10.0) -> float:
-    """Seconds to wait before retry number `attempt` (0-based): exponential, jittered."""
+def backoff(attempt: int, *, base: float = 0.5, cap: float = 4.0) -> float:
+    """Seconds to wait before retry number `attempt` (0-based): exponential, jittered.
+
+    The cap is low on purpose: a service is back within seconds of the broker
+    or the database coming back, and a retry every few seconds costs nothing.
+    """
     return float(random.uniform(0.5, 1.0) * min(cap, base * (2**attempt)))  # noqa: S311 (jitter, not crypto)

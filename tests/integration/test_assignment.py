@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from tests.integration.conftest import Stack, json_of, unique_srn
+from tests.support import Stack, json_of, unique_srn
 
 SERVICES = {"db", "migrate", "producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four"}
 # The assignment's four, and the contract's lookup of a finished write's answer.

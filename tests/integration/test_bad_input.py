@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from tests.integration.conftest import Stack, json_of, unique_srn
+from tests.support import Stack, json_of, unique_srn
 
 Api = Callable[..., requests.Response]
 INJECTIONS = ["x'); DROP TABLE students; --", "\" OR \"1\"=\"1", "%' UNION SELECT * FROM requests #",

@@ -12,7 +12,7 @@ import pika
 import pytest
 import requests
 
-from tests.integration.conftest import HEARTBEAT_S, Stack, json_of, unique_srn, wait_until
+from tests.support import HEARTBEAT_S, Stack, json_of, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
 BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.conftest import ARTIFACTS, Stack
+from tests.support import ARTIFACTS, Stack
 
 # What the contract promises of every answer: never a 5xx, and always as documented.
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",

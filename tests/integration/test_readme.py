@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from tests.integration.conftest import Stack
+from tests.support import Stack
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 README_URL = "http://localhost:5000"

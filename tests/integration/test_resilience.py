@@ -14,25 +14,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from tests.integration.conftest import Stack, json_of, unique_srn, wait_until
+from tests.support import Stack, docker, healthy, json_of, restart_counts, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
-
-
-def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
-
-
-def restart_counts(stack: Stack) -> dict[str, int]:
-    counts = {}
-    for container in stack.compose("ps", "-q").split():
-        info = json.loads(docker("inspect", container))[0]
-        counts[info["Name"]] = info["RestartCount"]
-    return counts
-
-
-def healthy(stack: Stack, service: str) -> bool:
-    return docker("inspect", "-f", "{{.State.Health.Status}}", stack.container(service)).strip() == "healthy"
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from scripts.stack import ROOT, amqp_login, parse_env_file
-from tests.integration.conftest import Stack
+from tests.support import Stack
 
 PASSWORD_KEYS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")
 OUR_SERVICES = ("producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four")

@@ -1,9 +1,4 @@
-"""A complete copy of the system for the integration tests, torn down at the end.
-
-It has its own compose project, RabbitMQ container, network, volumes and host
-ports, so a user's running system is never touched. Set MSTEST_KEEP=1 to keep
-it running between runs while developing (it is reused when found).
-"""
+"""Helpers for the tests that run against a complete copy of the system in Docker."""
 
 from __future__ import annotations
 
@@ -14,15 +9,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 PROJECT = "mstest"
 # Short enough that the idle test sits through several heartbeat timeouts.
@@ -102,17 +96,40 @@ class Stack:
         response.raise_for_status()
         return response.json()
 
+    def queue_depths(self) -> dict[str, int]:
+        """Messages (ready and unacknowledged) in every queue, exact: the management
+        API's figures are samples up to five seconds old."""
+        out = subprocess.run(
+            ["docker", "exec", self.values["RABBITMQ_CONTAINER"], "rabbitmqctl", "-q", "list_queues",
+             "name", "messages", "--no-table-headers"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout
+        return {name: int(count) for name, count in (line.split() for line in out.splitlines() if line)}
+
     def queue_depth(self, queue: str) -> int:
-        """Messages in a queue (the management API leaves the count out until its first stats)."""
-        def depth() -> list[int] | None:  # a list, so that an empty queue counts as an answer
-            count = self.management(f"queues/%2F/{queue}").get("messages")
-            return None if count is None else [int(count)]
-        return int(wait_until(depth, timeout=30)[0])
+        return self.queue_depths()[queue]
 
     def snapshot(self) -> tuple[list[list[str]], list[list[str]]]:
         """Everything the system stores, to show that a refused request changed nothing."""
         return (self.sql("SELECT srn, name, section FROM students ORDER BY srn"),
                 self.sql("SELECT request_id, reply FROM requests ORDER BY request_id"))
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+
+def restart_counts(stack: Stack) -> dict[str, int]:
+    counts = {}
+    for container in stack.compose("ps", "-q").split():
+        info = json.loads(docker("inspect", container))[0]
+        counts[info["Name"]] = info["RestartCount"]
+    return counts
+
+
+def healthy(stack: Stack, service: str) -> bool:
+    return docker("inspect", "-f", "{{.State.Health.Status}}", stack.container(service)).strip() == "healthy"
+
 
 
 def stack_values(previous: Path) -> dict[str, str]:
@@ -137,43 +154,6 @@ def stack_values(previous: Path) -> dict[str, str]:
         "RABBITMQ_HEARTBEAT_S": str(HEARTBEAT_S),
         "REQUEST_TIMEOUT_S": "5",
     }
-
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    keep = os.environ.get("MSTEST_KEEP") == "1"
-    env_file = ARTIFACTS / "stack.env"
-    values = stack_values(env_file if keep else ARTIFACTS / "does-not-exist")
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    system = Stack(env_file, values)
-    if not keep:
-        system.stack("clean", check=False)  # leftovers of an interrupted run
-    started = time.monotonic()
-    system.stack("up")
-    print(f"\ntest stack up in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    try:
-        yield system
-    finally:
-        logs = subprocess.run(
-            ["docker", "logs", values["RABBITMQ_CONTAINER"]], capture_output=True, text=True
-        )
-        (ARTIFACTS / "rabbitmq.log").write_text(logs.stdout + logs.stderr)
-        (ARTIFACTS / "compose.log").write_text(system.compose("logs", "--no-color", "--timestamps"))
-        if not keep:
-            system.stack("clean")
-            env_file.unlink(missing_ok=True)
-
-
-@pytest.fixture
-def api(stack: Stack) -> Callable[..., requests.Response]:
-    session = requests.Session()
-
-    def call(method: str, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", 15)
-        return session.request(method, stack.base_url + path, **kwargs)
-
-    return call
 
 
 def unique_srn(prefix: str = "T") -> str:

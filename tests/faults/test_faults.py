@@ -1,0 +1,220 @@
+"""Faults injected with the Docker CLI under a bounded load: no confirmed write is lost.
+
+Each test drives inserts at the test copy, injects its fault, lets the system
+settle and asks the database what became of every request. The table of each
+run is printed at the end of the session and kept in tests/artifacts/faults.md.
+The last test stops the whole copy, so it stays last.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Iterator
+
+import pika
+import pytest
+import requests
+
+from scripts.stack import amqp_login
+from tests.faults.load import TABLES, Load, Table, account, settle
+from tests.support import Stack, docker, healthy, restart_counts, unique_srn, wait_until
+
+CONSUMERS = ("consumer_one", "consumer_two", "consumer_three", "consumer_four")
+QUEUES = ("health_check", "insert_record", "delete_record", "read_database", "request_status")
+
+
+def record(table: Table) -> Table:
+    TABLES.append(table)
+    print("\n" + Table.HEADER + "\n" + table.row())
+    return table
+
+
+def every_consumer_answers(stack: Stack) -> bool:
+    """One round trip through each consumer: the producer and all four have resumed."""
+    srn, base = unique_srn("B"), stack.base_url
+    return (requests.get(f"{base}/health_check", params={"message": "back"}, timeout=10).status_code == 200
+            and requests.post(f"{base}/insert_record", json={"Name": "Back", "SRN": srn, "Section": "A"},
+                              timeout=10).status_code == 201
+            and requests.get(f"{base}/read_database", timeout=10).status_code == 200
+            and requests.get(f"{base}/delete_record", params={"SRN": srn}, timeout=10).status_code == 200)
+
+
+def assert_nothing_lost(table: Table, *, every_request_answered: bool = True) -> None:
+    assert table.lost == 0, table.row()
+    assert table.duplicated == 0, table.row()
+    if every_request_answered:  # the producer stayed up: no connection error, no odd status
+        assert table.statuses["other"] == 0, table.row()
+
+
+@pytest.fixture
+def no_restarts(stack: Stack) -> Iterator[None]:
+    before = restart_counts(stack)
+    yield
+    assert restart_counts(stack) == before, "a container was restarted"
+
+
+def test_consumer_two_killed_mid_load(stack: Stack) -> None:
+    load = Load(stack, count=5000, clients=16)
+    running = load.start()
+    load.wait_for(1000)
+    docker("kill", stack.container("consumer_two"))  # SIGKILL: no goodbye, no ack
+    time.sleep(2)
+    docker("start", stack.container("consumer_two"))
+    running.result(timeout=900)
+    settle(stack)
+    table = record(account(stack, load, "consumer_two killed (SIGKILL) mid-load, started again"))
+    assert_nothing_lost(table)
+    assert table.statuses["503"] == table.statuses["504"] == table.present_but_503 == 0, table.row()
+    assert table.statuses["201"] + table.statuses["202"] == load.count
+
+
+@pytest.mark.usefixtures("no_restarts")
+def test_rabbitmq_restarted_mid_load(stack: Stack) -> None:
+    load = Load(stack, count=2000, clients=16)
+    running = load.start()
+    load.wait_for(500)
+    rabbitmq = stack.values["RABBITMQ_CONTAINER"]
+    docker("stop", rabbitmq)
+    docker("start", rabbitmq)
+    wait_until(lambda: amqp_login("127.0.0.1", stack.amqp_port, stack.values["RABBITMQ_USER"],
+                                  stack.values["RABBITMQ_PASSWORD"]) == "", timeout=120)
+    back = time.monotonic()
+    wait_until(functools.partial(every_consumer_answers, stack), timeout=60, interval=0.2)
+    recovered_s = time.monotonic() - back
+    running.result(timeout=900)
+    refused = [s for s in load.sent if s.first_status == 503]
+    assert refused, "the restart did not refuse anything"
+    assert max(s.seconds for s in refused) <= 2, "a request hung while RabbitMQ was down"
+    load.retry_unconfirmed()
+    settle(stack)
+    table = record(account(stack, load, f"RabbitMQ restarted mid-load (back in {recovered_s:.1f} s)"))
+    assert recovered_s <= 10
+    assert_nothing_lost(table)
+    # After a retry with its own X-Request-ID, every request has exactly one outcome.
+    assert [s for s in load.sent if s.status not in (201, 202)] == []
+
+
+@pytest.mark.usefixtures("no_restarts")
+def test_database_paused_under_load(stack: Stack) -> None:
+    dead_before = stack.queue_depth("insert_record.dead")
+    load = Load(stack, count=1500, clients=16)
+    running = load.start()
+    load.wait_for(300)
+    db = stack.container("db")
+    docker("pause", db)
+    time.sleep(10)
+    docker("unpause", db)
+    running.result(timeout=900)
+    settle(stack)
+    table = record(account(stack, load, "MySQL paused 10 s under load"))
+    assert_nothing_lost(table)
+    assert table.statuses["503"] == table.statuses["504"] == table.present_but_503 == 0, table.row()
+    assert table.statuses["202"] > 0, "the pause did not make anything wait"
+    for item in [s for s in load.sent if s.status == 202]:
+        stored = requests.get(f"{stack.base_url}/requests/{item.request_id}", timeout=15)
+        assert stored.status_code == 201 and stored.json()["record"]["SRN"] == item.srn
+    assert stack.queue_depth("insert_record.dead") == dead_before
+
+
+@pytest.mark.usefixtures("no_restarts")
+def test_malformed_messages_are_dead_lettered_while_serving(stack: Stack) -> None:
+    before = {q: stack.queue_depth(f"{q}.dead") for q in QUEUES}
+    variants: list[tuple[bytes, str | None, bool]] = [  # body, content type, with a message id
+        (b"{not json", "application/json", True),
+        (json.dumps({"Name": 7, "SRN": ["x"], "Section": None, "message": 5, "request_id": 3}).encode(),
+         "application/json", True),
+        (b"{}", "application/json", False),
+        (json.dumps({"Name": "x" * 65536}).encode(), "application/json", True),
+        (json.dumps({"Name": "A", "SRN": "S", "Section": "B"}).encode(), "text/plain", True),
+    ]
+    credentials = pika.PlainCredentials(stack.values["RABBITMQ_USER"], stack.values["RABBITMQ_PASSWORD"])
+    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", stack.amqp_port,
+                                                                   credentials=credentials))
+    served: list[int] = []
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for n in range(1000):
+            for queue in QUEUES:
+                body, content_type, with_id = variants[n % len(variants)]
+                channel.basic_publish("microservices", queue, body, pika.BasicProperties(
+                    content_type=content_type, delivery_mode=2,
+                    message_id=f"poison-{queue}-{n}" if with_id else None), mandatory=True)
+            if n % 100 == 0:  # normal requests are served in the middle of it
+                served.append(requests.get(f"{stack.base_url}/health_check", params={"message": str(n)},
+                                           timeout=15).status_code)
+    finally:
+        connection.close()
+    def all_dead_lettered() -> bool:
+        depths = stack.queue_depths()
+        return all(depths[f"{q}.dead"] >= before[q] + 1000 for q in QUEUES)
+
+    wait_until(all_dead_lettered, timeout=180, interval=1)
+    srn = unique_srn("A")
+    after = requests.post(f"{stack.base_url}/insert_record",
+                          json={"Name": "After poison", "SRN": srn, "Section": "A"}, timeout=15)
+    assert served == [200] * 10 and after.status_code == 201
+    assert {q: stack.queue_depth(f"{q}.dead") - before[q] for q in QUEUES} == {q: 1000 for q in QUEUES}
+    for service in CONSUMERS:
+        assert healthy(stack, service)
+
+
+@pytest.mark.usefixtures("no_restarts")
+def test_rabbitmq_paused_under_load(stack: Stack) -> None:
+    timeout_s = float(stack.values["REQUEST_TIMEOUT_S"])
+    load = Load(stack, count=1500, clients=16)
+    running = load.start()
+    load.wait_for(300)
+    rabbitmq = stack.values["RABBITMQ_CONTAINER"]
+    docker("pause", rabbitmq)
+    time.sleep(10)
+    docker("unpause", rabbitmq)
+    running.result(timeout=900)
+    load.retry_unconfirmed()
+    settle(stack)
+    table = record(account(stack, load, "RabbitMQ paused 10 s under load"))
+    assert table.slowest_s <= timeout_s + 1, table.row()
+    assert_nothing_lost(table)
+    assert [s for s in load.sent if s.status not in (201, 202)] == []
+
+
+def test_a_message_redelivered_after_commit_writes_once(stack: Stack) -> None:
+    srn = unique_srn("X")
+    credentials = pika.PlainCredentials(stack.values["RABBITMQ_USER"], stack.values["RABBITMQ_PASSWORD"])
+    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", stack.amqp_port,
+                                                                   credentials=credentials))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for _ in range(2):  # what a redelivery after a crash between commit and ack looks like
+            channel.basic_publish("microservices", "insert_record",
+                                  json.dumps({"Name": "Twice", "SRN": srn, "Section": "A"}).encode(),
+                                  pika.BasicProperties(content_type="application/json", delivery_mode=2,
+                                                       message_id=f"twice-{srn}"), mandatory=True)
+    finally:
+        connection.close()
+    settle(stack)
+    assert stack.sql(f"SELECT COUNT(*) FROM students WHERE srn = '{srn}'") == [["1"]]
+    assert stack.sql(f"SELECT COUNT(*) FROM requests WHERE request_id = 'twice-{srn}'") == [["1"]]
+
+
+def test_sigterm_under_load_then_down_and_up(stack: Stack) -> None:
+    load = Load(stack, count=2000, clients=16)
+    running = load.start()
+    load.wait_for(300)
+    started = time.monotonic()
+    stack.compose("stop")  # SIGTERM to every service, 10 s grace each
+    stopped_in = time.monotonic() - started
+    states = [json.loads(docker("inspect", c))[0] for c in stack.compose("ps", "-q").split()]
+    codes = {state["Name"]: state["State"]["ExitCode"] for state in states}
+    running.result(timeout=900)
+    stack.stack("down")
+    stack.stack("up")
+    settle(stack)
+    table = record(account(stack, load, f"SIGTERM to all (stopped in {stopped_in:.1f} s), down, up"))
+    assert not [name for name, code in codes.items() if code == 137], codes  # none had to be killed
+    # Once the producer has stopped, the rest of the load finds nobody listening ("other").
+    assert_nothing_lost(table, every_request_answered=False)
+    assert table.statuses["201"] + table.statuses["202"] > 0
