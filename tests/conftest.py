@@ -69,11 +69,12 @@ def api(stack: Stack) -> Callable[..., requests.Response]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The fault tests' tables, together, and kept for the README."""
-    from tests.faults.load import TABLES, Table
+    from tests.faults.load import OTHER_REPORTS, TABLES, Table
 
-    if not TABLES:
+    if not TABLES and not OTHER_REPORTS:
         return
-    text = "\n".join([Table.HEADER, *(t.row() for t in TABLES)])
+    load_table = [Table.HEADER + "".join("\n" + t.row() for t in TABLES)] if TABLES else []
+    text = "\n\n".join([*load_table, *OTHER_REPORTS])
     terminalreporter.write_sep("=", "fault injection: what became of every request")
     terminalreporter.write_line(text)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

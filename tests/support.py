@@ -64,15 +64,25 @@ class Stack:
         )
 
     def compose(self, *args: str) -> str:
+        return self.compose_with({}, *args)
+
+    def compose_with(self, settings: dict[str, str], *args: str) -> str:
+        """Compose on the test copy, with `settings` on top of its own."""
         command = ["docker", "compose"] if subprocess.run(
             ["docker", "compose", "version"], capture_output=True).returncode == 0 else ["docker-compose"]
         result = subprocess.run(
             [*command, "--project-directory", str(ROOT), "--project-name", PROJECT,
              "--env-file", str(self.env_file), *args],
-            env={**os.environ, **self.values, "RABBITMQ_HOST": "-"},
+            env={**os.environ, **self.values, "RABBITMQ_HOST": self.rabbitmq_host(), **settings},
             capture_output=True, text=True, check=True,
         )
         return result.stdout
+
+    def rabbitmq_host(self) -> str:
+        """The gateway IP of the RabbitMQ network, as `make up` passes it to compose."""
+        out = subprocess.run(["docker", "network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}",
+                              self.values["RABBITMQ_NETWORK"]], capture_output=True, text=True)
+        return out.stdout.strip() or "-"
 
     def container(self, service: str) -> str:
         ids = self.compose("ps", "-q", service).split()

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from scripts.stack import amqp_login
-from tests.faults.load import TABLES, Load, Table, account, settle
+from tests.faults.load import OTHER_REPORTS, TABLES, Load, Table, account, settle
 from tests.support import Stack, docker, healthy, restart_counts, unique_srn, wait_until
 
 CONSUMERS = ("consumer_one", "consumer_two", "consumer_three", "consumer_four")
@@ -155,8 +155,15 @@ def test_malformed_messages_are_dead_lettered_while_serving(stack: Stack) -> Non
     srn = unique_srn("A")
     after = requests.post(f"{stack.base_url}/insert_record",
                           json={"Name": "After poison", "SRN": srn, "Section": "A"}, timeout=15)
+    dead = {q: stack.queue_depth(f"{q}.dead") - before[q] for q in QUEUES}
+    report = ("| queue | poisoned | dead-lettered |\n|---|---|---|\n"
+              + "".join(f"| {q} | 1000 | {dead[q]} |\n" for q in QUEUES)
+              + f"\nnormal requests during the poison: {served.count(200)}/{len(served)} answered 200; "
+              f"insert after it: {after.status_code}")
+    OTHER_REPORTS.append(report)
+    print("\n" + report)
     assert served == [200] * 10 and after.status_code == 201
-    assert {q: stack.queue_depth(f"{q}.dead") - before[q] for q in QUEUES} == {q: 1000 for q in QUEUES}
+    assert dead == {q: 1000 for q in QUEUES}
     for service in CONSUMERS:
         assert healthy(stack, service)
 
@@ -196,8 +203,13 @@ def test_a_message_redelivered_after_commit_writes_once(stack: Stack) -> None:
     finally:
         connection.close()
     settle(stack)
-    assert stack.sql(f"SELECT COUNT(*) FROM students WHERE srn = '{srn}'") == [["1"]]
-    assert stack.sql(f"SELECT COUNT(*) FROM requests WHERE request_id = 'twice-{srn}'") == [["1"]]
+    rows = stack.sql(f"SELECT COUNT(*) FROM students WHERE srn = '{srn}'")[0][0]
+    ledger = stack.sql(f"SELECT COUNT(*) FROM requests WHERE request_id = 'twice-{srn}'")[0][0]
+    report = ("| same insert message published | rows written | ledger entries |\n|---|---|---|\n"
+              f"| 2 | {rows} | {ledger} |")
+    OTHER_REPORTS.append(report)
+    print("\n" + report)
+    assert (rows, ledger) == ("1", "1")
 
 
 def test_sigterm_under_load_then_down_and_up(stack: Stack) -> None:

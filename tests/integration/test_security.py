@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
+from pathlib import Path
+
+import requests
 
 from scripts.stack import ROOT, amqp_login, parse_env_file
-from tests.support import Stack
+from tests.support import Stack, wait_until
 
 PASSWORD_KEYS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")
 OUR_SERVICES = ("producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four")
@@ -62,3 +66,44 @@ def test_no_password_in_images_or_logs(stack: Stack) -> None:
     places.append(("rabbitmq logs", rabbit_logs.stdout + rabbit_logs.stderr))
     for where, text in places:
         assert not [p for p in passwords if p in text], f"a password appears in the {where}"
+
+
+def test_no_password_in_git_tracked_files(stack: Stack) -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    assert [name for name in tracked if Path(name).name.startswith(".env")] == [".env.example"]
+    example = parse_env_file(ROOT / ".env.example")
+    assert {key: example[key] for key in (*PASSWORD_KEYS, "API_TOKEN")} == dict.fromkeys(
+        (*PASSWORD_KEYS, "API_TOKEN"), "")
+    secrets_in_use = {stack.values[key] for key in PASSWORD_KEYS}
+    if (ROOT / ".env").exists():  # a developer's own system, if there is one
+        local = parse_env_file(ROOT / ".env")
+        secrets_in_use |= {local[key] for key in PASSWORD_KEYS if local.get(key)}
+    for name in tracked:
+        path = ROOT / name
+        if path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            assert not [s for s in secrets_in_use if s in text], f"a password in use appears in {name}"
+
+
+def test_api_token_guards_the_running_producer(stack: Stack) -> None:
+    token = secrets.token_urlsafe(16)
+    url = stack.base_url
+    try:
+        stack.compose_with({"API_TOKEN": token}, "up", "--detach", "--no-deps", "producer")
+        wait_until(lambda: requests.get(f"{url}/readyz", timeout=5).status_code == 200, timeout=60)
+        guarded = [("GET", "/health_check?message=x"), ("GET", "/read_database"),
+                   ("GET", "/delete_record?SRN=NOPE"), ("GET", "/requests/nope"), ("POST", "/insert_record")]
+        for method, path in guarded:
+            refused = requests.request(method, url + path, json={}, timeout=15)
+            assert refused.status_code == 401 and refused.json()["error"] == "unauthorized", path
+            wrong = requests.request(method, url + path, json={}, timeout=15,
+                                     headers={"Authorization": "Bearer not-the-token"})
+            assert wrong.status_code == 401, path
+        allowed = requests.get(f"{url}/read_database", timeout=15,
+                               headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200
+        assert requests.get(f"{url}/livez", timeout=5).status_code == 200
+    finally:
+        stack.compose_with({"API_TOKEN": ""}, "up", "--detach", "--no-deps", "producer")
+        wait_until(lambda: requests.get(f"{url}/read_database", timeout=5).status_code == 200, timeout=60)
