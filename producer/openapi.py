@@ -60,6 +60,9 @@ def document() -> dict[str, Any]:
         "info": {"title": "Student records over RabbitMQ", "version": "1.0.0",
                  "description": "The producer's HTTP API; see CONTRACT.md."},
         "paths": {
+            "/": {"get": {"summary": "The HTML page", "responses": {"200": {
+                "description": "A page with forms for every route", "headers": REQUEST_ID_HEADER,
+                "content": {"text/html": {"schema": {"type": "string"}}}}}}},
             "/health_check": {"get": {
                 "summary": "Round trip through RabbitMQ to consumer_one",
                 "parameters": [REQUEST_ID, {"name": "message", "in": "query", "required": True,

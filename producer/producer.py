@@ -11,9 +11,10 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from common import logs
@@ -39,6 +40,7 @@ from producer.broker import Broker, BrokerUnavailable
 from producer.openapi import document as openapi_document
 
 SERVICE = "producer"
+PAGE = Path(__file__).resolve().parent / "page" / "index.html"
 MAX_BODY_BYTES = 16 * 1024
 
 # Every error code of the contract and its HTTP status: the one place they meet.
@@ -196,6 +198,12 @@ def request_status(request_id: str) -> Response:
         return _respond(reply, 200)
     entry = reply["result"]
     return _respond(entry["reply"], SUCCESS_STATUS.get(entry["routing_key"], 200))
+
+
+@api.get("/")
+def page() -> Response:
+    """The HTML page: forms for every route and the table of records."""
+    return send_file(PAGE, mimetype="text/html")
 
 
 @api.get("/openapi.json")

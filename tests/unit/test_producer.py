@@ -233,3 +233,11 @@ def test_openapi_documents_every_status_a_route_can_answer(client: FlaskClient) 
     assert {"201", "202", "400", "401", "409", "413", "415", "503"} <= insert
     assert {"200", "202", "400", "404", "503"} <= set(paths["/delete_record"]["get"]["responses"])
     assert {"200", "503", "504"} <= set(paths["/read_database"]["get"]["responses"])
+
+
+def test_the_page_is_html_and_self_contained(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "<form" in page and "/insert_record" in page and "/read_database" in page
+    assert "http://" not in page and "https://" not in page  # no CDN, no font, no tracker

@@ -1,0 +1,86 @@
+"""The HTML page, used the way a person uses it: in a real (headless) Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support import ARTIFACTS, Stack, unique_srn
+
+# Debian's chromium, never a browser download; the flags keep it off the network.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def submit(page: Any, button: str) -> None:
+    """Click, and wait for the answer to this click (a new request id), not the last one."""
+    before = page.text_content("#request-id")
+    page.click(button)
+    page.wait_for_function("(before) => document.getElementById('request-id').textContent !== before",
+                           arg=before)
+
+
+@pytest.fixture(scope="module")
+def browser_page(stack: Stack) -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium is not installed: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 760})
+        page.goto(stack.base_url + "/")
+        page.wait_for_selector("#records-count:not(:empty)")
+        yield page
+        browser.close()
+
+
+def test_insert_shows_the_row_then_delete_removes_it(browser_page: Any) -> None:
+    page, srn = browser_page, unique_srn("H")
+    page.fill("#insert-name", "Page Person")
+    page.fill("#insert-srn", srn.lower())
+    page.fill("#insert-section", "C")
+    submit(page, "#insert-button")
+    page.wait_for_selector(f"#records tr[data-srn='{srn}']")
+    assert page.text_content("#outcome-title") == f"Inserted {srn} (Page Person)."
+    assert page.get_attribute("#outcome", "class") == "ok"
+    assert page.text_content("#request-id") not in ("", "-")
+    cells = page.locator(f"#records tr[data-srn='{srn}'] td").all_text_contents()
+    assert cells == [srn, "Page Person", "C"]
+    page.screenshot(path=str(ARTIFACTS / "page.png"), full_page=True)
+
+    page.fill("#delete-srn", srn)
+    submit(page, "#delete-button")
+    page.wait_for_selector(f"#records tr[data-srn='{srn}']", state="detached")
+    assert page.text_content("#outcome-title") == f"Deleted {srn} (Page Person)."
+
+
+def test_a_bad_record_is_explained_in_words(browser_page: Any) -> None:
+    page = browser_page
+    page.fill("#insert-name", "")
+    page.fill("#insert-srn", "not valid!")
+    page.fill("#insert-section", "A")
+    submit(page, "#insert-button")
+    assert page.text_content("#outcome-title") == "The record is not valid. (HTTP 400)"
+    details = page.locator("#outcome-details li").all_text_contents()
+    assert details == ["Name: must not be empty", "SRN: must be letters, digits, '-' or '_'"]
+    request_id = page.text_content("#request-id")
+    assert request_id and request_id != "-"
+    page.screenshot(path=str(ARTIFACTS / "page-error.png"), full_page=True)
+
+
+def test_deleting_what_is_not_there_and_the_health_check(browser_page: Any) -> None:
+    page = browser_page
+    page.fill("#delete-srn", unique_srn("NONE"))
+    submit(page, "#delete-button")
+    assert page.text_content("#outcome-title") == "There is no record with this SRN. (HTTP 404)"
+    page.fill("#health-message", "ping from the page")
+    submit(page, "#health-button")
+    assert page.text_content("#outcome-title") == "consumer_one answered: ping from the page"
