@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STACK = $(PYTHON) scripts/stack.py
 
-.PHONY: up down clean test faults logs ps
+.PHONY: up down clean test faults status logs ps
 
 up:      ## start RabbitMQ on its own network, then the compose services
 	$(STACK) up
@@ -18,6 +18,9 @@ test:    ## ruff, mypy, unit and integration tests (brings up its own copy of th
 
 faults:  ## only the fault-injection tests (part of `make test` too)
 	$(STACK) test -m faults
+
+status:  ## each container's state and health, each queue's depth and consumers
+	$(STACK) status
 
 logs:    ## follow the logs of every compose service
 	$(STACK) logs

@@ -273,6 +273,26 @@ class Stack:
         say(f"up: http://localhost:{port}/health_check?message=hello  "
             f"(RabbitMQ UI: http://localhost:{self.get('RABBITMQ_MANAGEMENT_PORT')})")
 
+    def status(self) -> None:
+        """Each container's state and health, and each queue's depth and consumers."""
+        rows = [("container", "state", "health")]
+        rabbitmq = self.get("RABBITMQ_CONTAINER")
+        for container in [*self.compose("ps", "-q", capture=True).stdout.split(), rabbitmq]:
+            if docker_ok("container", "inspect", container):
+                state = container_state(container)
+                name = state.name or rabbitmq
+                rows.append((name, f"{state.status} ({state.exit_code})" if state.status == "exited"
+                             else state.status, state.health or "-"))
+        print_table(rows)
+        queues = run(["docker", "exec", rabbitmq, "rabbitmqctl", "-q", "list_queues", "name", "messages",
+                      "consumers", "--no-table-headers"], check=False, capture=True)
+        if queues.returncode != 0:
+            print(f"\nRabbitMQ ({rabbitmq}) is not answering: {queues.stderr.strip()}")
+            return
+        print()
+        lines = sorted(tuple(line.split()) for line in queues.stdout.splitlines() if line.strip())
+        print_table([("queue", "messages", "consumers"), *lines])
+
     def down(self, *, volumes: bool = False) -> None:
         self.load()
         say(f"stopping compose project {self.project}")
@@ -303,6 +323,12 @@ def container_state(container_id: str) -> ContainerState:
     out = run(["docker", "inspect", "-f", fmt, container_id], capture=True).stdout.split()
     return ContainerState(container_id, json.loads(out[0]), json.loads(out[1]),
                           json.loads(out[2]), int(out[3]))
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def compose_command() -> list[str]:
@@ -418,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env",
                         help="settings file (default: .env, created from .env.example)")
-    parser.add_argument("command", choices=["up", "down", "clean", "test", "logs", "ps"])
+    parser.add_argument("command", choices=["up", "down", "clean", "test", "status", "logs", "ps"])
     args, rest = parser.parse_known_args(argv)
     stack = Stack(args.env_file.resolve())
     if args.command == "up":
@@ -429,6 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.down(volumes=True)
     elif args.command == "test":
         return test(rest)
+    elif args.command == "status":
+        stack.load()
+        stack.status()
     elif args.command in {"logs", "ps"}:
         stack.load()
         extra = ["--follow", "--tail", "50"] if args.command == "logs" else []

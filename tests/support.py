@@ -57,10 +57,14 @@ class Stack:
     def amqp_port(self) -> int:
         return int(self.values["RABBITMQ_AMQP_PORT"])
 
+    def process_env(self) -> dict[str, str]:
+        """The environment for scripts/stack.py: the copy's settings win over the shell's."""
+        return {**os.environ, **self.values}
+
     def stack(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "stack.py"), "--env-file", str(self.env_file), *args],
-            env={**os.environ, **self.values}, text=True, check=check,
+            env=self.process_env(), text=True, check=check,
         )
 
     def compose(self, *args: str) -> str:
