@@ -29,14 +29,17 @@ COPY producer/requirements.txt producer/requirements.txt
 RUN pip install -r producer/requirements.txt
 COPY producer/ producer/
 USER app
+# prometheus_client's multiprocess mode: the gunicorn workers' figures, added up at /metrics.
+ENV PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
 EXPOSE 5000
 HEALTHCHECK --interval=5s --timeout=4s --start-period=20s --retries=3 \
     CMD ["python", "-m", "common.probe", "http://127.0.0.1:5000/readyz"]
 CMD ["gunicorn", "--config", "producer/gunicorn.conf.py", "producer.producer:create_app()"]
 
-# The consumers serve no port: they only talk to RabbitMQ and MySQL.
+# A consumer serves only its Prometheus metrics (CONSUMER_METRICS_PORT).
 FROM base AS consumer
 USER app
+EXPOSE 9100
 HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 \
     CMD ["python", "-m", "common.probe", "consumer"]
 

@@ -102,6 +102,7 @@ class Settings:
     prefetch: int
     log_level: str
     api_token: str
+    metrics_port: int
 
     @classmethod
     def from_env(
@@ -119,4 +120,5 @@ class Settings:
             prefetch=_integer(env, "CONSUMER_PREFETCH", 10),
             log_level=log_level,
             api_token=env.get("API_TOKEN", "").strip(),
+            metrics_port=_integer(env, "CONSUMER_METRICS_PORT", 9100),
         )

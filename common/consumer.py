@@ -25,7 +25,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from common import amqp, logs, topology
+from common import amqp, logs, metrics, topology
 from common.config import ConfigError, Settings
 from common.db import Cursor, Database, DatabaseAway, LedgerConflict, ledger_lookup, ledger_record
 from common.messages import (
@@ -174,11 +174,14 @@ class Worker:
             )
             self._reply(channel, props, error_reply(exc.code, exc.message, exc.details))
             channel.basic_reject(tag, requeue=False)
+            metrics.MESSAGES.labels(handler.routing_key, "invalid").inc()
+            metrics.DEAD_LETTERED.labels(handler.routing_key).inc()
             return
 
         if handler.expires and self._expired(payload):
             self.log.info("message_expired", request_id=request_id)
             channel.basic_ack(tag)
+            metrics.MESSAGES.labels(handler.routing_key, "expired").inc()
             return
 
         try:
@@ -191,9 +194,13 @@ class Worker:
                 channel, props, error_reply("internal_error", "The request could not be processed.")
             )
             channel.basic_reject(tag, requeue=False)
+            metrics.MESSAGES.labels(handler.routing_key, "failed").inc()
+            metrics.DEAD_LETTERED.labels(handler.routing_key).inc()
             return
         self._reply(channel, props, reply)
         channel.basic_ack(tag)
+        metrics.MESSAGES.labels(handler.routing_key, "ok" if reply["ok"] else "refused").inc()
+        metrics.HANDLING.labels(handler.routing_key).observe(time.monotonic() - started)
         self.log.info(
             "message_handled", request_id=request_id, queue=handler.routing_key,
             ok=reply["ok"], error=reply.get("error"),
@@ -304,5 +311,7 @@ def run(service: str, *handlers: Handler) -> None:
     # A Python PID 1 ignores SIGTERM unless it installs a handler.
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
-    log.info("starting", queues=[h.routing_key for h in handlers], rabbitmq_host=settings.amqp.host)
+    metrics.serve(settings.metrics_port)
+    log.info("starting", queues=[h.routing_key for h in handlers], rabbitmq_host=settings.amqp.host,
+             metrics_port=settings.metrics_port)
     worker.serve_forever()

@@ -1,6 +1,7 @@
 """gunicorn settings for the producer, each overridable from the environment."""
 
 import os
+import shutil
 from typing import Any
 
 bind = "0.0.0.0:5000"
@@ -18,6 +19,21 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Headers beyond these limits get a 4xx from gunicorn, never a 5xx.
 limit_request_line = 8190
 limit_request_field_size = 8190
+
+
+def on_starting(server: Any) -> None:
+    # prometheus_client's multiprocess mode: every worker writes its figures here.
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def post_worker_init(worker: Any) -> None:

@@ -106,6 +106,9 @@ def document() -> dict[str, Any]:
                     "201": _json(_object({"record": record}), "A finished insert"),
                     **_errors(404, 409, 503, 504)},
             }},
+            "/metrics": {"get": {"summary": "Prometheus metrics of the producer", "responses": {"200": {
+                "description": "Prometheus text format", "headers": REQUEST_ID_HEADER,
+                "content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors()}}},
             "/livez": {"get": {"summary": "The process runs", "responses": {
                 "200": _json(_object({"status": {"const": "alive"}}), "Alive")}}},
             "/readyz": {"get": {"summary": "Connected to RabbitMQ", "responses": {

@@ -36,6 +36,7 @@ from common.topology import (
     READ_DATABASE,
     REQUEST_STATUS,
 )
+from producer import metrics
 from producer.broker import Broker, BrokerUnavailable
 from producer.openapi import document as openapi_document
 
@@ -63,7 +64,7 @@ STATUS_OF_ERROR = {
     "consumer_timeout": 504,
 }
 
-PROBE_PATHS = ("/livez", "/readyz")
+PROBE_PATHS = ("/livez", "/readyz", "/metrics")
 # Open even when API_TOKEN is set: container health checks, the HTML page, the API document.
 OPEN_PATHS = (*PROBE_PATHS, "/", "/openapi.json")
 # The success status of each write, for replaying its stored answer.
@@ -106,6 +107,7 @@ def _ask(routing_key: str, payload: dict[str, Any]) -> dict[str, Any] | None:
     try:
         return _broker().call(routing_key, payload, request_id, _settings().request_timeout_s)
     except BrokerUnavailable as exc:
+        metrics.PUBLISH_FAILURES.labels(routing_key).inc()
         current_app.extensions["log"].warning(
             "broker_unavailable", request_id=request_id, routing_key=routing_key, error=str(exc)
         )
@@ -211,6 +213,13 @@ def openapi() -> Response:
     return jsonify(openapi_document())
 
 
+@api.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Prometheus text format (the one answer besides GET / that is not JSON)."""
+    body, content_type = metrics.exposition()
+    return Response(body, content_type=content_type)
+
+
 @api.get("/livez")
 def livez() -> Response:
     return jsonify({"status": "alive"})
@@ -263,12 +272,16 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     @app.after_request
     def log_request(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        seconds = time.monotonic() - g.get("started", time.monotonic())
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        metrics.DURATION.labels(route).observe(seconds)
         # Container health probes come every few seconds: keep them out of INFO.
         level = logging.DEBUG if request.path in PROBE_PATHS else logging.INFO
         log.log(
             level, "http_request", request_id=g.get("request_id"), method=request.method,
             path=request.path, status=response.status_code,
-            ms=round((time.monotonic() - g.get("started", time.monotonic())) * 1000, 1),
+            ms=round(seconds * 1000, 1),
         )
         return response
 

@@ -192,6 +192,7 @@ class Stack:
             "--restart", "unless-stopped",
             "--publish", f"{self.get('RABBITMQ_AMQP_BIND')}:{self.get('RABBITMQ_AMQP_PORT')}:5672",
             "--publish", f"127.0.0.1:{self.get('RABBITMQ_MANAGEMENT_PORT')}:15672",
+            "--publish", f"127.0.0.1:{self.get('RABBITMQ_PROMETHEUS_PORT')}:15692",
             "--volume", f"{self.get('RABBITMQ_VOLUME')}:/var/lib/rabbitmq",
             "--env", "RABBITMQ_DEFAULT_USER", "--env", "RABBITMQ_DEFAULT_PASS",
             image,

@@ -159,6 +159,7 @@ def stack_values(previous: Path) -> dict[str, str]:
         "PRODUCER_PORT": str(free_port()),
         "RABBITMQ_AMQP_PORT": str(free_port()),
         "RABBITMQ_MANAGEMENT_PORT": str(free_port()),
+        "RABBITMQ_PROMETHEUS_PORT": str(free_port()),
         "RABBITMQ_USER": "app",
         "RABBITMQ_PASSWORD": secrets.token_urlsafe(18),
         "MYSQL_USER": "app",

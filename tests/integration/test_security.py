@@ -49,7 +49,8 @@ def test_only_amqp_is_published_beyond_loopback(stack: Stack) -> None:
     amqp_bind = stack.values.get("RABBITMQ_AMQP_BIND") or parse_env_file(ROOT / ".env.example")[
         "RABBITMQ_AMQP_BIND"]
     assert published.pop("5672/tcp") == {amqp_bind}
-    assert published == {"5000/tcp": {"127.0.0.1"}, "15672/tcp": {"127.0.0.1"}}  # no MySQL at all
+    assert published == {"5000/tcp": {"127.0.0.1"}, "15672/tcp": {"127.0.0.1"},  # no MySQL at all
+                         "15692/tcp": {"127.0.0.1"}}
 
 
 def test_no_password_in_images_or_logs(stack: Stack) -> None:
