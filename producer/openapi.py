@@ -63,6 +63,9 @@ def document() -> dict[str, Any]:
             "/": {"get": {"summary": "The HTML page", "responses": {"200": {
                 "description": "A page with forms for every route", "headers": REQUEST_ID_HEADER,
                 "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+            "/docs": {"get": {"summary": "This document, rendered for a person", "responses": {"200": {
+                "description": "An HTML page", "headers": REQUEST_ID_HEADER,
+                "content": {"text/html": {"schema": {"type": "string"}}}}}}},
             "/health_check": {"get": {
                 "summary": "Round trip through RabbitMQ to consumer_one",
                 "parameters": [REQUEST_ID, {"name": "message", "in": "query", "required": True,

@@ -41,7 +41,7 @@ from producer.broker import Broker, BrokerUnavailable
 from producer.openapi import document as openapi_document
 
 SERVICE = "producer"
-PAGE = Path(__file__).resolve().parent / "page" / "index.html"
+PAGES = Path(__file__).resolve().parent / "page"
 MAX_BODY_BYTES = 16 * 1024
 
 # Every error code of the contract and its HTTP status: the one place they meet.
@@ -65,8 +65,8 @@ STATUS_OF_ERROR = {
 }
 
 PROBE_PATHS = ("/livez", "/readyz", "/metrics")
-# Open even when API_TOKEN is set: container health checks, the HTML page, the API document.
-OPEN_PATHS = (*PROBE_PATHS, "/", "/openapi.json")
+# Open even when API_TOKEN is set: health checks, the HTML pages, the API document.
+OPEN_PATHS = (*PROBE_PATHS, "/", "/docs", "/openapi.json")
 # The success status of each write, for replaying its stored answer.
 SUCCESS_STATUS = {INSERT_RECORD: 201, DELETE_RECORD: 200}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -205,7 +205,13 @@ def request_status(request_id: str) -> Response:
 @api.get("/")
 def page() -> Response:
     """The HTML page: forms for every route and the table of records."""
-    return send_file(PAGE, mimetype="text/html")
+    return send_file(PAGES / "index.html", mimetype="text/html")
+
+
+@api.get("/docs")
+def docs() -> Response:
+    """The API reference, rendered in the browser from /openapi.json."""
+    return send_file(PAGES / "docs.html", mimetype="text/html")
 
 
 @api.get("/openapi.json")

@@ -84,3 +84,22 @@ def test_deleting_what_is_not_there_and_the_health_check(browser_page: Any) -> N
     page.fill("#health-message", "ping from the page")
     submit(page, "#health-button")
     assert page.text_content("#outcome-title") == "consumer_one answered: ping from the page"
+
+
+def test_api_reference_lists_every_operation(browser_page: Any, stack: Stack) -> None:
+    import requests
+
+    page = browser_page
+    page.goto(stack.base_url + "/docs")
+    page.wait_for_selector("section.operation")
+    document = requests.get(stack.base_url + "/openapi.json", timeout=10).json()
+    expected = {(path, method) for path, item in document["paths"].items() for method in item}
+    shown = {(s.get_attribute("data-path"), s.get_attribute("data-method"))
+             for s in page.locator("section.operation").all()}
+    assert shown == expected
+    insert = page.locator("section.operation[data-path='/insert_record']")
+    statuses = insert.locator("tr[data-status]").evaluate_all("rows => rows.map(r => r.dataset.status)")
+    assert sorted(statuses) == sorted(document["paths"]["/insert_record"]["post"]["responses"])
+    assert "SRN" in insert.text_content()
+    page.screenshot(path=str(ARTIFACTS / "docs.png"), full_page=True)
+    page.goto(stack.base_url + "/")
