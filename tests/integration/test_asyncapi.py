@@ -1,0 +1,109 @@
+"""docs/asyncapi.yaml against real traffic: messages captured from the exchange, and real replies."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pika
+import pytest
+import requests
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from tests.support import ROOT, Stack, unique_srn
+
+DOCUMENT = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text(encoding="utf-8"))
+REGISTRY = Registry().with_resource(
+    "urn:asyncapi", Resource.from_contents(DOCUMENT, default_specification=DRAFT202012))
+ROUTING_KEYS = ("health_check", "insert_record", "delete_record", "read_database", "request_status")
+
+
+def validator(channel: str) -> Draft202012Validator:
+    """The payload schema of the one message of a channel of the document."""
+    [message] = DOCUMENT["channels"][channel]["messages"].values()
+    name = message["$ref"].rsplit("/", 1)[1]
+    return Draft202012Validator({"$ref": f"urn:asyncapi#/components/messages/{name}/payload"},
+                                registry=REGISTRY)
+
+
+@pytest.fixture
+def channel(stack: Stack) -> Iterator[Any]:
+    credentials = pika.PlainCredentials(stack.values["RABBITMQ_USER"], stack.values["RABBITMQ_PASSWORD"])
+    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", stack.amqp_port,
+                                                                   credentials=credentials))
+    yield connection.channel()
+    connection.close()
+
+
+def drain(channel: Any, queue: str, expected: int, timeout: float = 15) -> list[tuple[Any, Any, bytes]]:
+    got: list[tuple[Any, Any, bytes]] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        method, props, body = channel.basic_get(queue, auto_ack=True)  # our own tap: nobody else reads it
+        if method is None:
+            time.sleep(0.1)
+        else:
+            got.append((method, props, body))
+    return got
+
+
+def test_document_names_the_real_topology(stack: Stack) -> None:
+    for key in ROUTING_KEYS:
+        binding = DOCUMENT["channels"][key]["bindings"]["amqp"]["exchange"]
+        assert (binding["name"], binding["type"]) == ("microservices", "direct")
+    bound = {b["routing_key"] for b in stack.management("exchanges/%2F/microservices/bindings/source")}
+    assert bound == set(ROUTING_KEYS)
+
+
+def test_captured_requests_match_the_document(stack: Stack, channel: Any) -> None:
+    tap = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+    for key in ROUTING_KEYS:
+        channel.queue_bind(tap, "microservices", key)
+    base, srn = stack.base_url, unique_srn("Y")
+    calls: list[Callable[[], requests.Response]] = [
+        lambda: requests.get(f"{base}/health_check", params={"message": "tapped"}, timeout=15),
+        lambda: requests.post(f"{base}/insert_record", json={"Name": "Tapped", "SRN": srn.lower(),
+                                                              "Section": "T"}, timeout=15,
+                              headers={"X-Request-ID": f"tap-{srn}"}),
+        lambda: requests.get(f"{base}/read_database", timeout=15),
+        lambda: requests.get(f"{base}/requests/tap-{srn}", timeout=15),
+        lambda: requests.get(f"{base}/delete_record", params={"SRN": srn}, timeout=15),
+    ]
+    assert [call().status_code for call in calls] == [200, 201, 200, 201, 200]
+    captured = drain(channel, tap, expected=len(calls))
+    assert sorted(m.routing_key for m, _, _ in captured) == sorted(ROUTING_KEYS)
+    for method, props, body in captured:
+        payload = json.loads(body)
+        errors = [e.message for e in validator(method.routing_key).iter_errors(payload)]
+        assert errors == [], (method.routing_key, payload)
+        assert props.content_type == "application/json" and props.delivery_mode == 2
+        # RabbitMQ hands the consumer the caller's own reply-to address (a suffix per channel).
+        assert props.message_id == props.correlation_id
+        assert props.reply_to.startswith("amq.rabbitmq.reply-to.")
+
+
+def test_real_replies_match_the_document(stack: Stack, channel: Any) -> None:
+    replies = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+    srn = unique_srn("Z")
+    requests_sent = {
+        "health_check": {"message": "asked directly", "sent_at": time.time()},
+        "insert_record": {"Name": "Direct", "SRN": srn, "Section": "D"},
+        "read_database": {"sent_at": time.time()},
+        "request_status": {"request_id": "never-seen-before", "sent_at": time.time()},
+        "delete_record": {"SRN": srn},
+    }
+    for key, payload in requests_sent.items():  # in this order: the insert precedes its delete
+        assert validator(key).is_valid(payload)
+        channel.basic_publish("microservices", key, json.dumps(payload).encode(), pika.BasicProperties(
+            content_type="application/json", delivery_mode=2, message_id=f"direct-{key}-{srn}",
+            correlation_id=f"direct-{key}-{srn}", reply_to=replies))
+        [(_, props, body)] = drain(channel, replies, expected=1)
+        reply = json.loads(body)
+        assert [e.message for e in validator("reply").iter_errors(reply)] == [], (key, reply)
+        assert props.correlation_id == f"direct-{key}-{srn}"
+        assert reply["ok"] is (key != "request_status"), reply  # the unknown id is refused
