@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STACK = $(PYTHON) scripts/stack.py
 
-.PHONY: up down clean test faults status logs ps
+.PHONY: up down clean test faults status dead-letters replay-dead logs ps
 
 up:      ## start RabbitMQ on its own network, then the compose services
 	$(STACK) up
@@ -21,6 +21,12 @@ faults:  ## only the fault-injection tests (part of `make test` too)
 
 status:  ## each container's state and health, each queue's depth and consumers
 	$(STACK) status
+
+dead-letters:  ## what each .dead queue holds (request id, reason, first bytes), left in place
+	$(STACK) dead-letters
+
+replay-dead:   ## publish a .dead queue's messages back to their queue once: make replay-dead QUEUE=insert_record
+	$(STACK) replay-dead $(QUEUE)
 
 logs:    ## follow the logs of every compose service
 	$(STACK) logs

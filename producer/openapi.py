@@ -109,6 +109,8 @@ def document() -> dict[str, Any]:
                     "201": _json(_object({"record": record}), "A finished insert"),
                     **_errors(404, 409, 503, 504)},
             }},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {
+                "200": _json({"type": "object"}, "The OpenAPI 3.1 document")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics of the producer", "responses": {"200": {
                 "description": "Prometheus text format", "headers": REQUEST_ID_HEADER,
                 "content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors()}}},

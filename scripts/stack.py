@@ -445,7 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env",
                         help="settings file (default: .env, created from .env.example)")
-    parser.add_argument("command", choices=["up", "down", "clean", "test", "status", "logs", "ps"])
+    parser.add_argument("command", choices=["up", "down", "clean", "test", "status", "dead-letters",
+                                            "replay-dead", "logs", "ps"])
     args, rest = parser.parse_known_args(argv)
     stack = Stack(args.env_file.resolve())
     if args.command == "up":
@@ -459,6 +460,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "status":
         stack.load()
         stack.status()
+    elif args.command in {"dead-letters", "replay-dead"}:
+        if args.command == "replay-dead" and len(rest) != 1:
+            fail("say which queue: replay-dead <routing key>  (make replay-dead QUEUE=insert_record)")
+        stack.load()
+        # Inside a consumer container: it has pika and the broker's address and credentials.
+        verb = "list" if args.command == "dead-letters" else "replay"
+        return stack.compose("exec", "-T", "consumer_one", "python", "-m", "common.deadletters", verb,
+                             *rest, check=False).returncode
     elif args.command in {"logs", "ps"}:
         stack.load()
         extra = ["--follow", "--tail", "50"] if args.command == "logs" else []

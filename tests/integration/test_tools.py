@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
-from tests.support import ROOT, Stack
+import pika
+
+from tests.support import ROOT, Stack, unique_srn, wait_until
 
 
 def test_status_shows_health_and_queues(stack: Stack) -> None:
@@ -20,3 +23,47 @@ def test_status_shows_health_and_queues(stack: Stack) -> None:
     for queue in ("health_check", "insert_record", "delete_record", "read_database", "request_status"):
         assert lines[queue][1] == "1", out  # one consumer each
         assert lines[f"{queue}.dead"][1] == "0", out
+
+
+def run_stack(stack: Stack, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "stack.py"), "--env-file", str(stack.env_file), *args],
+        capture_output=True, text=True, env=stack.process_env(), timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_dead_letters_are_listed_in_place_and_replayed_once(stack: Stack) -> None:
+    dead = "delete_record.dead"
+    before = stack.queue_depth(dead)
+    ids = [f"poison-{unique_srn()}" for _ in range(3)]
+    credentials = pika.PlainCredentials(stack.values["RABBITMQ_USER"], stack.values["RABBITMQ_PASSWORD"])
+    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", stack.amqp_port,
+                                                                   credentials=credentials))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for message_id in ids:
+            channel.basic_publish("microservices", "delete_record", b'{"SRN": ["not", "an", "srn"]}',
+                                  pika.BasicProperties(content_type="application/json", delivery_mode=2,
+                                                       message_id=message_id), mandatory=True)
+    finally:
+        connection.close()
+    wait_until(lambda: stack.queue_depth(dead) == before + 3)
+
+    listing = run_stack(stack, "dead-letters")
+    for message_id in ids:
+        assert f"{message_id}  rejected  " in listing, listing
+    assert f"{dead}: {before + 3} message(s)" in listing
+    assert stack.queue_depth(dead) == before + 3  # listed, not taken
+    assert run_stack(stack, "dead-letters").count("poison-") >= 3  # and again: still there
+
+    # Nothing was fixed, so the replayed messages come back to the .dead queue: none lost, none doubled.
+    replayed = run_stack(stack, "replay-dead", "delete_record")
+    assert f"{dead}: replayed {before + 3} message(s) to delete_record" in replayed
+    wait_until(lambda: stack.queue_depth(dead) == before + 3 and stack.queue_depth("delete_record") == 0)
+    time.sleep(1)  # nothing more arrives
+    assert stack.queue_depth(dead) == before + 3
+    final = run_stack(stack, "dead-letters", "delete_record")
+    assert all(final.count(message_id) == 1 for message_id in ids), final
