@@ -16,6 +16,16 @@ keepalive = 5
 accesslog = None  # the app logs one JSON line per request, with its request id
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn's own lines (start, workers, shutdown) as JSON too, like every other line.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "common.logs.JsonFormatter", "service": "producer"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json",
+                            "stream": "ext://sys.stdout"}},
+    "root": {"handlers": ["stdout"], "level": loglevel.upper()},
+    "loggers": {"gunicorn.error": {"handlers": ["stdout"], "level": loglevel.upper(), "propagate": False}},
+}
 # Headers beyond these limits get a 4xx from gunicorn, never a 5xx.
 limit_request_line = 8190
 limit_request_field_size = 8190

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 import requests
 
 from scripts.stack import ROOT, amqp_login, parse_env_file
-from tests.support import Stack, wait_until
+from tests.support import Stack, healthy, wait_until
 
 PASSWORD_KEYS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")
 OUR_SERVICES = ("producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four")
@@ -108,3 +109,4 @@ def test_api_token_guards_the_running_producer(stack: Stack) -> None:
     finally:
         stack.compose_with({"API_TOKEN": ""}, "up", "--detach", "--no-deps", "producer")
         wait_until(lambda: requests.get(f"{url}/read_database", timeout=5).status_code == 200, timeout=60)
+        wait_until(functools.partial(healthy, stack, "producer"), timeout=60)  # as the next test finds it

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import subprocess
 import sys
 import time
 
 import pika
 
-from tests.support import ROOT, Stack, unique_srn, wait_until
-
-
-def test_status_shows_health_and_queues(stack: Stack) -> None:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "stack.py"), "--env-file", str(stack.env_file), "status"],
-        capture_output=True, text=True, check=True, env=stack.process_env(),
-    ).stdout
-    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
-    for service in ("producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four", "db"):
-        assert lines[service] == ["running", "healthy"], out
-    assert lines["migrate"] == ["exited", "(0)", "-"]
-    for queue in ("health_check", "insert_record", "delete_record", "read_database", "request_status"):
-        assert lines[queue][1] == "1", out  # one consumer each
-        assert lines[f"{queue}.dead"][1] == "0", out
+from tests.support import ROOT, Stack, healthy, unique_srn, wait_until
 
 
 def run_stack(stack: Stack, *args: str) -> str:
@@ -32,6 +20,19 @@ def run_stack(stack: Stack, *args: str) -> str:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def test_status_shows_health_and_queues(stack: Stack) -> None:
+    for service in ("producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four", "db"):
+        wait_until(functools.partial(healthy, stack, service), timeout=60)  # whatever ran before
+    out = run_stack(stack, "status")
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    for service in ("producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four", "db"):
+        assert lines[service] == ["running", "healthy"], out
+    assert lines["migrate"] == ["exited", "(0)", "-"]
+    for queue in ("health_check", "insert_record", "delete_record", "read_database", "request_status"):
+        assert lines[queue][1] == "1", out  # one consumer each
+        assert lines[f"{queue}.dead"][1] == "0", out
 
 
 def test_dead_letters_are_listed_in_place_and_replayed_once(stack: Stack) -> None:
@@ -67,3 +68,15 @@ def test_dead_letters_are_listed_in_place_and_replayed_once(stack: Stack) -> Non
     assert stack.queue_depth(dead) == before + 3
     final = run_stack(stack, "dead-letters", "delete_record")
     assert all(final.count(message_id) == 1 for message_id in ids), final
+
+
+def test_every_log_line_of_our_services_is_one_json_object(stack: Stack) -> None:
+    for service in ("producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four", "migrate"):
+        logs = subprocess.run(["docker", "logs", stack.container(service)], capture_output=True, text=True,
+                              check=True)
+        lines = [line for line in (logs.stdout + logs.stderr).splitlines() if line.strip()]
+        assert lines, service
+        for line in lines:
+            entry = json.loads(line)  # fails on any line that is not JSON
+            assert {"time", "level", "service", "request_id", "event"} <= set(entry), (service, line)
+            assert entry["service"] == service, (service, line)
