@@ -445,8 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env",
                         help="settings file (default: .env, created from .env.example)")
-    parser.add_argument("command", choices=["up", "down", "clean", "test", "status", "dead-letters",
-                                            "replay-dead", "logs", "ps"])
+    parser.add_argument("command", choices=["up", "down", "clean", "test", "bench", "status",
+                                            "dead-letters", "replay-dead", "logs", "ps"])
     args, rest = parser.parse_known_args(argv)
     stack = Stack(args.env_file.resolve())
     if args.command == "up":
@@ -457,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.down(volumes=True)
     elif args.command == "test":
         return test(rest)
+    elif args.command == "bench":
+        return subprocess.run([dev_python(), str(ROOT / "bench" / "bench.py"),
+                               "--env-file", str(args.env_file), *rest]).returncode
     elif args.command == "status":
         stack.load()
         stack.status()

@@ -1,0 +1,402 @@
+"""make bench: the system's speed and memory next to ceilings measured in the same run.
+
+    python scripts/stack.py bench [--duration 5] [--clients 1,8,32] [--skip-100k]
+
+Absolute numbers on a shared 2-core machine drift by tens of percent between
+runs, so every figure is reported next to what RabbitMQ, MySQL and gunicorn
+do alone in this same run, as a ratio. Traffic goes to this machine only
+(127.0.0.1 and Docker's own networks), and every loop stops by itself after
+a fixed time or count. Prints a table and writes bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pika
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.stack import Stack  # noqa: E402  (the repository root is on the path only now)
+
+RESULTS = ROOT / "bench" / "results"
+# Scripts that run inside the compose network (MySQL is not published on the host) start with this.
+DB_CONNECT = """
+import json, os, time, mysql.connector
+c = mysql.connector.connect(host="db", user=os.environ["MYSQL_USER"], password=os.environ["MYSQL_PASSWORD"],
+    database=os.environ.get("MYSQL_DATABASE", "school"), charset="utf8mb4", collation="utf8mb4_unicode_ci",
+    use_pure=True)
+"""
+BENCH_TAG = "BENCH"
+
+
+def progress(message: str) -> None:
+    """One line that rewrites itself on a terminal; nothing in a log file."""
+    if sys.stderr.isatty():
+        print(f"\r\033[K  {message}", end="", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class Run:
+    """A closed-loop load: `clients` threads, each sending its next request when the last is answered."""
+
+    name: str
+    clients: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    elapsed: float = 0.0
+
+    def go(self, request: Callable[[requests.Session, int], bool], max_requests: int = 1_000_000) -> Run:
+        lock = threading.Lock()
+        counter = iter(range(max_requests))
+        deadline = time.monotonic() + self.seconds
+
+        def client() -> None:
+            session = requests.Session()
+            while time.monotonic() < deadline:
+                with lock:
+                    number = next(counter, None)
+                if number is None:
+                    return
+                started = time.monotonic()
+                try:
+                    ok = request(session, number)
+                except requests.RequestException:
+                    ok = False
+                took = time.monotonic() - started
+                with lock:
+                    self.latencies.append(took)
+                    if not ok:
+                        self.errors += 1
+
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(self.clients)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            progress(f"{self.name} @{self.clients}: {len(self.latencies)} requests")
+            time.sleep(0.25)
+        self.elapsed = time.monotonic() - started
+        return self
+
+    def row(self) -> dict[str, Any]:
+        ms = [x * 1000 for x in self.latencies]
+        return {
+            "what": self.name, "clients": self.clients, "requests": len(ms),
+            "per_s": round(len(ms) / self.elapsed, 1) if self.elapsed else 0.0,
+            "p50_ms": round(percentile(ms, 0.50), 2), "p95_ms": round(percentile(ms, 0.95), 2),
+            "p99_ms": round(percentile(ms, 0.99), 2), "errors": self.errors,
+        }
+
+
+class Bench:
+    def __init__(self, stack: Stack, duration: float, clients: list[int]):
+        self.stack = stack
+        self.duration = duration
+        self.clients = clients
+        self.base = f"http://127.0.0.1:{stack.get('PRODUCER_PORT')}"
+        self.amqp = pika.ConnectionParameters(
+            "127.0.0.1", int(stack.get("RABBITMQ_AMQP_PORT")),
+            credentials=pika.PlainCredentials(stack.get("RABBITMQ_USER"), stack.get("RABBITMQ_PASSWORD")))
+
+    # ---- ceilings: the broker, the database and gunicorn alone --------------------
+
+    def confirmed_publish(self, count: int = 2000) -> dict[str, Any]:
+        connection = pika.BlockingConnection(self.amqp)
+        channel = connection.channel()
+        queue = "bench.ceiling"
+        channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.confirm_delivery()
+        started = time.monotonic()
+        for n in range(count):
+            channel.basic_publish("", queue, b'{"n": %d}' % n, pika.BasicProperties(delivery_mode=2))
+        elapsed = time.monotonic() - started
+        channel.queue_delete(queue)
+        connection.close()
+        return {"what": "publish, confirmed one by one (quorum queue)", "per_s": round(count / elapsed, 1)}
+
+    def round_trip(self, count: int = 1000) -> dict[str, Any]:
+        """Request/reply over direct reply-to against an echo consumer: no HTTP, no database."""
+        queue, ready = "bench.echo", threading.Event()
+
+        def echo() -> None:
+            connection = pika.BlockingConnection(self.amqp)
+            channel = connection.channel()
+            channel.queue_declare(queue, auto_delete=True)
+
+            def answer(ch: Any, method: Any, props: Any, body: bytes) -> None:
+                ch.basic_publish("", props.reply_to, body,
+                                 pika.BasicProperties(correlation_id=props.correlation_id))
+
+            channel.basic_consume(queue, answer, auto_ack=True)
+            ready.set()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not done.is_set():
+                connection.process_data_events(time_limit=0.2)
+            connection.close()
+
+        done = threading.Event()
+        thread = threading.Thread(target=echo, daemon=True)
+        thread.start()
+        ready.wait(30)
+        connection = pika.BlockingConnection(self.amqp)
+        channel = connection.channel()
+        replies: list[bytes] = []
+        channel.basic_consume("amq.rabbitmq.reply-to", lambda *a: replies.append(a[3]), auto_ack=True)
+        latencies = []
+        for n in range(count):
+            started = time.monotonic()
+            channel.basic_publish("", queue, b"ping", pika.BasicProperties(
+                reply_to="amq.rabbitmq.reply-to", correlation_id=str(n)))
+            while len(replies) <= n:
+                connection.process_data_events(time_limit=1)
+            latencies.append((time.monotonic() - started) * 1000)
+        connection.close()
+        done.set()
+        thread.join(10)
+        total = sum(latencies) / 1000
+        return {"what": "request/reply over direct reply-to, sequential", "per_s": round(count / total, 1),
+                "p50_ms": round(percentile(latencies, 0.5), 3),
+                "p99_ms": round(percentile(latencies, 0.99), 3)}
+
+    def database(self, rows: int = 1000) -> list[dict[str, Any]]:
+        """Single-row autocommit and batched inserts into `students`, from inside the compose network."""
+        script = DB_CONNECT + f"""
+c.autocommit = True
+cur = c.cursor()
+rows = [("{BENCH_TAG}DB%06d" % i, "Bench", "B", "bench") for i in range({rows})]
+lat = []
+t0 = time.monotonic()
+for row in rows[: {rows} // 2]:
+    s = time.monotonic()
+    cur.execute("INSERT INTO students (srn, name, section, request_id) VALUES (%s, %s, %s, %s)", row)
+    lat.append((time.monotonic() - s) * 1000)
+single = ({rows} // 2) / (time.monotonic() - t0)
+c.autocommit = False
+t0 = time.monotonic()
+rest = rows[{rows} // 2:]
+for i in range(0, len(rest), 100):
+    cur.executemany("INSERT INTO students (srn, name, section, request_id) VALUES (%s, %s, %s, %s)",
+                    rest[i:i + 100])
+    c.commit()
+batched = len(rest) / (time.monotonic() - t0)
+cur.execute("DELETE FROM students WHERE srn LIKE '{BENCH_TAG}DB%'")
+c.commit()
+lat.sort()
+print(json.dumps({{"single": single, "batched": batched, "p50": lat[len(lat) // 2]}}))
+"""
+        figures = json.loads(self.in_network(script))
+        return [
+            {"what": "MySQL insert, one row per autocommit", "per_s": round(figures["single"], 1),
+             "p50_ms": round(figures["p50"], 3)},
+            {"what": "MySQL insert, executemany batches of 100", "per_s": round(figures["batched"], 1)},
+        ]
+
+    def http_floor(self, clients: int) -> dict[str, Any]:
+        run = Run("HTTP floor: GET /livez", clients, self.duration).go(
+            lambda session, _: session.get(f"{self.base}/livez", timeout=10).status_code == 200)
+        return run.row()
+
+    # ---- the system, end to end -------------------------------------------------------
+
+    def inserts(self, clients: int, tag: str) -> dict[str, Any]:
+        def insert(session: requests.Session, n: int) -> bool:
+            record = {"Name": "Bench", "SRN": f"{BENCH_TAG}{tag}{clients:02d}{n:07d}", "Section": "B"}
+            return session.post(f"{self.base}/insert_record", json=record, timeout=30).status_code == 201
+        return Run("insert_record", clients, self.duration).go(insert).row()
+
+    def deletes(self, clients: int, tag: str, inserted: int) -> dict[str, Any]:
+        """Delete what the insert run at the same concurrency created (and nothing more)."""
+        def delete(session: requests.Session, n: int) -> bool:
+            srn = f"{BENCH_TAG}{tag}{clients:02d}{n:07d}"
+            response = session.get(f"{self.base}/delete_record", params={"SRN": srn}, timeout=30)
+            return response.status_code == 200
+        return Run("delete_record", clients, self.duration).go(delete, max_requests=inserted).row()
+
+    def reads(self, clients: int, label: str) -> dict[str, Any]:
+        return Run(f"read_database ({label})", clients, self.duration).go(
+            lambda session, _: session.get(f"{self.base}/read_database", timeout=60).status_code == 200).row()
+
+    def health(self, clients: int) -> dict[str, Any]:
+        return Run("health_check", clients, self.duration).go(
+            lambda session, n: session.get(f"{self.base}/health_check", params={"message": str(n)},
+                                           timeout=30).status_code == 200).row()
+
+    def rows_in_table(self) -> int:
+        reply = requests.get(f"{self.base}/read_database", timeout=120).json()
+        return int(reply["count"])
+
+    def seed(self, total: int) -> None:
+        """Fill `students` up to `total` rows, straight into MySQL (the API is not what is measured here)."""
+        missing = total - self.rows_in_table()
+        if missing <= 0:
+            return
+        script = DB_CONNECT + f"""
+cur = c.cursor()
+start = {int(time.time())}
+rows = [("{BENCH_TAG}S%d%07d" % (start, i), "Seeded Student", "S", "bench-seed") for i in range({missing})]
+for i in range(0, len(rows), 1000):
+    cur.executemany("INSERT INTO students (srn, name, section, request_id) VALUES (%s, %s, %s, %s)",
+                    rows[i:i + 1000])
+c.commit()
+"""
+        self.in_network(script)
+
+    def clean_up(self) -> None:
+        self.in_network(DB_CONNECT + f"""
+c.cursor().execute("DELETE FROM students WHERE srn LIKE '{BENCH_TAG}%'")
+c.commit()
+""")
+
+    def in_network(self, script: str) -> str:
+        """Run a Python script in consumer_two's container, on the compose network; its output."""
+        container = self.stack.compose("ps", "-q", "consumer_two", capture=True).stdout.split()[0]
+        return subprocess.run(["docker", "exec", "-i", container, "python", "-"], input=script,
+                              capture_output=True, text=True, check=True).stdout
+
+    # ---- what the run cost -------------------------------------------------------------
+
+    def connections_created(self) -> int:
+        port = self.stack.get("RABBITMQ_MANAGEMENT_PORT")
+        overview = requests.get(f"http://127.0.0.1:{port}/api/overview", timeout=10, auth=(
+            self.stack.get("RABBITMQ_USER"), self.stack.get("RABBITMQ_PASSWORD"))).json()
+        return int(overview.get("churn_rates", {}).get("connection_created", 0))
+
+    def peak_memory_mib(self) -> dict[str, float]:
+        peaks = {}
+        for service in ("producer", "consumer_two", "consumer_four"):
+            container = self.stack.compose("ps", "-q", service, capture=True).stdout.split()[0]
+            out = subprocess.run(["docker", "exec", container, "sh", "-c",
+                                  "cat /sys/fs/cgroup/memory.peak 2>/dev/null"
+                                  " || cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes"],
+                                 capture_output=True, text=True).stdout.strip()
+            peaks[service] = round(int(out) / 2**20, 1) if out.isdigit() else float("nan")
+        return peaks
+
+
+def machine() -> dict[str, Any]:
+    def version(*command: str) -> str:
+        try:
+            return subprocess.run(list(command), capture_output=True, text=True, timeout=20).stdout.strip()
+        except OSError:
+            return "?"
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+               platform.processor())
+    return {"cpus": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
+            "python": platform.python_version(), "docker": version("docker", "version", "-f",
+                                                                   "{{.Server.Version}}")}
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
+    parser.add_argument("--clients", default="1,8,32", help="concurrent clients (default 1,8,32)")
+    parser.add_argument("--skip-100k", action="store_true", help="skip reading with 100,000 rows")
+    parser.add_argument("--env-file", type=Path, default=ROOT / ".env")
+    args = parser.parse_args(argv)
+    clients = [int(c) for c in args.clients.split(",")]
+
+    stack = Stack(args.env_file.resolve())
+    stack.up()  # idempotent: starts the system if it is not running
+    bench = Bench(stack, args.duration, clients)
+    tag = str(int(time.time()) % 100000)
+    bench.clean_up()
+
+    print("\nceilings (same run, same containers, no project code)", file=sys.stderr)
+    ceilings = [bench.confirmed_publish(), bench.round_trip(), *bench.database(),
+                *(bench.http_floor(c) for c in clients)]
+
+    print("\nend to end", file=sys.stderr)
+    created_before = bench.connections_created()
+    end_to_end: list[dict[str, Any]] = []
+    inserted = {}
+    for c in clients:
+        end_to_end.append(bench.inserts(c, tag))
+        inserted[c] = end_to_end[-1]["requests"]
+    bench.seed(1000)
+    for c in clients:
+        end_to_end.append(bench.reads(c, f"{bench.rows_in_table()} rows"))
+    for c in clients:
+        end_to_end.append(bench.deletes(c, tag, inserted[c]))
+        end_to_end.append(bench.health(c))
+    requests_sent = sum(r["requests"] for r in end_to_end)
+    if not args.skip_100k:
+        bench.seed(100_000)
+        for c in clients:
+            end_to_end.append(bench.reads(c, f"{bench.rows_in_table()} rows"))
+    created = bench.connections_created() - created_before
+    memory = bench.peak_memory_mib()
+    bench.clean_up()
+    progress("done")
+
+    floor = {r["clients"]: r["per_s"] for r in ceilings if r["what"].startswith("HTTP floor")}
+    single = next(r for r in ceilings if "one row per autocommit" in r["what"])
+    rpc = next(r for r in ceilings if "direct reply-to" in r["what"])
+    insert = {r["clients"]: r for r in end_to_end if r["what"] == "insert_record"}
+    targets = []
+    top = max(clients)
+    if top in insert and top in floor:
+        targets.append({"target": f"P1 inserts @{top} / HTTP floor >= 0.5",
+                        "ratio": round(insert[top]["per_s"] / floor[top], 2)})
+        targets.append({"target": f"P1 inserts @{top} / raw single-row inserts >= 1.0",
+                        "ratio": round(insert[top]["per_s"] / single["per_s"], 2)})
+    if 1 in insert:
+        budget = 2.5 * (rpc["p50_ms"] + single["p50_ms"])
+        targets.append({"target": "P2 insert p50 @1 / (round trip p50 + insert p50) <= 2.5",
+                        "ratio": round(insert[1]["p50_ms"] / (budget / 2.5), 2)})
+    targets.append({"target": "P4 AMQP connections opened per request == 0",
+                    "ratio": round(created / max(1, requests_sent), 4)})
+    for t in targets:
+        limit = float(t["target"].rsplit(" ", 1)[1])
+        t["met"] = "yes" if (t["ratio"] >= limit if ">=" in t["target"] else
+                             t["ratio"] <= limit if "<=" in t["target"] else t["ratio"] == limit) else "no"
+
+    print("\n" + table(ceilings, ["what", "clients", "per_s", "p50_ms", "p99_ms"]))
+    print("\n" + table(end_to_end, ["what", "clients", "requests", "per_s", "p50_ms", "p95_ms", "p99_ms",
+                                    "errors"]))
+    print(f"\npeak memory (MiB): {memory}; AMQP connections opened during the end-to-end run: {created}")
+    print("\n" + table(targets, ["target", "ratio", "met"]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps({
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+        "settings": {"duration_s": args.duration, "clients": clients},
+        "ceilings": ceilings, "end_to_end": end_to_end, "peak_memory_mib": memory,
+        "connections_created": created, "targets": targets}, indent=2) + "\n")
+    print(f"\nwritten to {RESULTS / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
