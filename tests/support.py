@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -9,11 +10,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pika
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +111,19 @@ class Stack:
         )
         response.raise_for_status()
         return response.json()
+
+    @contextlib.contextmanager
+    def amqp_channel(self) -> Iterator[Any]:
+        """A channel in confirm mode on the copy's RabbitMQ, as the application user."""
+        credentials = pika.PlainCredentials(self.values["RABBITMQ_USER"], self.values["RABBITMQ_PASSWORD"])
+        connection = pika.BlockingConnection(
+            pika.ConnectionParameters("127.0.0.1", self.amqp_port, credentials=credentials))
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            yield channel
+        finally:
+            connection.close()
 
     def queue_depths(self) -> dict[str, int]:
         """Messages (ready and unacknowledged) in every queue, exact: the management

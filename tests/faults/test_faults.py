@@ -129,13 +129,8 @@ def test_malformed_messages_are_dead_lettered_while_serving(stack: Stack) -> Non
         (json.dumps({"Name": "x" * 65536}).encode(), "application/json", True),
         (json.dumps({"Name": "A", "SRN": "S", "Section": "B"}).encode(), "text/plain", True),
     ]
-    credentials = pika.PlainCredentials(stack.values["RABBITMQ_USER"], stack.values["RABBITMQ_PASSWORD"])
-    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", stack.amqp_port,
-                                                                   credentials=credentials))
     served: list[int] = []
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
+    with stack.amqp_channel() as channel:
         for n in range(1000):
             for queue in QUEUES:
                 body, content_type, with_id = variants[n % len(variants)]
@@ -145,8 +140,7 @@ def test_malformed_messages_are_dead_lettered_while_serving(stack: Stack) -> Non
             if n % 100 == 0:  # normal requests are served in the middle of it
                 served.append(requests.get(f"{stack.base_url}/health_check", params={"message": str(n)},
                                            timeout=15).status_code)
-    finally:
-        connection.close()
+
     def all_dead_lettered() -> bool:
         depths = stack.queue_depths()
         return all(depths[f"{q}.dead"] >= before[q] + 1000 for q in QUEUES)
@@ -189,19 +183,12 @@ def test_rabbitmq_paused_under_load(stack: Stack) -> None:
 
 def test_a_message_redelivered_after_commit_writes_once(stack: Stack) -> None:
     srn = unique_srn("X")
-    credentials = pika.PlainCredentials(stack.values["RABBITMQ_USER"], stack.values["RABBITMQ_PASSWORD"])
-    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", stack.amqp_port,
-                                                                   credentials=credentials))
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
+    with stack.amqp_channel() as channel:
         for _ in range(2):  # what a redelivery after a crash between commit and ack looks like
             channel.basic_publish("microservices", "insert_record",
                                   json.dumps({"Name": "Twice", "SRN": srn, "Section": "A"}).encode(),
                                   pika.BasicProperties(content_type="application/json", delivery_mode=2,
                                                        message_id=f"twice-{srn}"), mandatory=True)
-    finally:
-        connection.close()
     settle(stack)
     rows = stack.sql(f"SELECT COUNT(*) FROM students WHERE srn = '{srn}'")[0][0]
     ledger = stack.sql(f"SELECT COUNT(*) FROM requests WHERE request_id = 'twice-{srn}'")[0][0]

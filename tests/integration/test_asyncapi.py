@@ -33,11 +33,8 @@ def validator(channel: str) -> Draft202012Validator:
 
 @pytest.fixture
 def channel(stack: Stack) -> Iterator[Any]:
-    credentials = pika.PlainCredentials(stack.values["RABBITMQ_USER"], stack.values["RABBITMQ_PASSWORD"])
-    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", stack.amqp_port,
-                                                                   credentials=credentials))
-    yield connection.channel()
-    connection.close()
+    with stack.amqp_channel() as opened:
+        yield opened
 
 
 def drain(channel: Any, queue: str, expected: int, timeout: float = 15) -> list[tuple[Any, Any, bytes]]:

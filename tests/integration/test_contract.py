@@ -91,19 +91,13 @@ def test_request_id_follows_the_request_and_a_retry_is_done_once(stack: Stack, a
 
 
 def test_a_malformed_message_is_dead_lettered_and_the_consumer_keeps_serving(stack: Stack, api: Api) -> None:
-    credentials = pika.PlainCredentials(stack.values["RABBITMQ_USER"], stack.values["RABBITMQ_PASSWORD"])
-    connection = pika.BlockingConnection(
-        pika.ConnectionParameters("127.0.0.1", stack.amqp_port, credentials=credentials)
-    )
     poison = [
         (b"{not json", "application/json"),
         (json.dumps({"Name": 1, "SRN": [], "Section": None}).encode(), "application/json"),
         (json.dumps({"Name": "A", "SRN": "S", "Section": "B"}).encode(), "text/plain"),
     ]
     before = stack.queue_depth("insert_record.dead")
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
+    with stack.amqp_channel() as channel:
         for number, (body, content_type) in enumerate(poison):
             channel.basic_publish(
                 "microservices", "insert_record", body,
@@ -111,8 +105,6 @@ def test_a_malformed_message_is_dead_lettered_and_the_consumer_keeps_serving(sta
                                      message_id=f"poison-{number}-{unique_srn()}"),
                 mandatory=True,
             )
-    finally:
-        connection.close()
     wait_until(lambda: stack.queue_depth("insert_record.dead") >= before + len(poison))
     srn = unique_srn("P")
     response = api("POST", "/insert_record", json={"Name": "Still Served", "SRN": srn, "Section": "A"})

@@ -47,16 +47,9 @@ def test_counters_move_by_what_was_done(stack: Stack, api: Api) -> None:
     assert api("POST", "/insert_record", json=record).status_code == 201
     assert api("POST", "/insert_record", json=record).status_code == 409
     assert api("POST", "/insert_record", json={"Name": ""}).status_code == 400  # never published
-    credentials = pika.PlainCredentials(stack.values["RABBITMQ_USER"], stack.values["RABBITMQ_PASSWORD"])
-    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", stack.amqp_port,
-                                                                   credentials=credentials))
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
+    with stack.amqp_channel() as channel:
         channel.basic_publish("microservices", "health_check", json.dumps({"nonsense": 1}).encode(),
                               pika.BasicProperties(content_type="application/json", message_id=unique_srn()))
-    finally:
-        connection.close()
 
     def one_dead_lettered() -> bool:
         after = consumer_metrics(stack, "consumer_one")

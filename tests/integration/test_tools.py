@@ -39,18 +39,11 @@ def test_dead_letters_are_listed_in_place_and_replayed_once(stack: Stack) -> Non
     dead = "delete_record.dead"
     before = stack.queue_depth(dead)
     ids = [f"poison-{unique_srn()}" for _ in range(3)]
-    credentials = pika.PlainCredentials(stack.values["RABBITMQ_USER"], stack.values["RABBITMQ_PASSWORD"])
-    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", stack.amqp_port,
-                                                                   credentials=credentials))
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
+    with stack.amqp_channel() as channel:
         for message_id in ids:
             channel.basic_publish("microservices", "delete_record", b'{"SRN": ["not", "an", "srn"]}',
                                   pika.BasicProperties(content_type="application/json", delivery_mode=2,
                                                        message_id=message_id), mandatory=True)
-    finally:
-        connection.close()
     wait_until(lambda: stack.queue_depth(dead) == before + 3)
 
     listing = run_stack(stack, "dead-letters")
