@@ -14,6 +14,7 @@ file; the integration tests use it to run a copy of the system of their own.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import secrets
@@ -332,6 +333,7 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
+@functools.cache
 def compose_command() -> list[str]:
     """Compose v2 (`docker compose`) where present, else v1 (`docker-compose`)."""
     if docker_ok("compose", "version"):

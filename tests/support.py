@@ -18,6 +18,8 @@ from typing import Any
 import pika
 import requests
 
+from scripts.stack import compose_command
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 PROJECT = "mstest"
@@ -70,17 +72,18 @@ class Stack:
         )
 
     def compose(self, *args: str) -> str:
-        return self.compose_with({}, *args)
+        """Compose on the test copy, for commands that start nothing (ps, logs, stop ...)."""
+        return self._compose({"RABBITMQ_HOST": "-"}, args)
 
     def compose_with(self, settings: dict[str, str], *args: str) -> str:
-        """Compose on the test copy, with `settings` on top of its own."""
-        command = ["docker", "compose"] if subprocess.run(
-            ["docker", "compose", "version"], capture_output=True).returncode == 0 else ["docker-compose"]
+        """Compose on the test copy, with `settings` on top of its own, and the real gateway IP."""
+        return self._compose({"RABBITMQ_HOST": self.rabbitmq_host(), **settings}, args)
+
+    def _compose(self, settings: dict[str, str], args: tuple[str, ...]) -> str:
         result = subprocess.run(
-            [*command, "--project-directory", str(ROOT), "--project-name", PROJECT,
+            [*compose_command(), "--project-directory", str(ROOT), "--project-name", PROJECT,
              "--env-file", str(self.env_file), *args],
-            env={**os.environ, **self.values, "RABBITMQ_HOST": self.rabbitmq_host(), **settings},
-            capture_output=True, text=True, check=True,
+            env={**os.environ, **self.values, **settings}, capture_output=True, text=True, check=True,
         )
         return result.stdout
 
