@@ -172,10 +172,8 @@ class Worker:
                 "message_rejected", request_id=request_id or None, error=exc.code,
                 reason=exc.message, details=exc.details or None, body_bytes=len(body),
             )
-            self._reply(channel, props, error_reply(exc.code, exc.message, exc.details))
-            channel.basic_reject(tag, requeue=False)
-            metrics.MESSAGES.labels(handler.routing_key, "invalid").inc()
-            metrics.DEAD_LETTERED.labels(handler.routing_key).inc()
+            self._dead_letter(channel, handler, method, props,
+                              error_reply(exc.code, exc.message, exc.details), "invalid")
             return
 
         if handler.expires and self._expired(payload):
@@ -190,22 +188,26 @@ class Worker:
             raise
         except Exception:  # a bug, not the database: keep the message for a person
             self.log.exception("handler_failed", request_id=request_id)
-            self._reply(
-                channel, props, error_reply("internal_error", "The request could not be processed.")
-            )
-            channel.basic_reject(tag, requeue=False)
-            metrics.MESSAGES.labels(handler.routing_key, "failed").inc()
-            metrics.DEAD_LETTERED.labels(handler.routing_key).inc()
+            self._dead_letter(channel, handler, method, props,
+                              error_reply("internal_error", "The request could not be processed."), "failed")
             return
         self._reply(channel, props, reply)
         channel.basic_ack(tag)
+        seconds = time.monotonic() - started
         metrics.MESSAGES.labels(handler.routing_key, "ok" if reply["ok"] else "refused").inc()
-        metrics.HANDLING.labels(handler.routing_key).observe(time.monotonic() - started)
+        metrics.HANDLING.labels(handler.routing_key).observe(seconds)
         self.log.info(
             "message_handled", request_id=request_id, queue=handler.routing_key,
-            ok=reply["ok"], error=reply.get("error"),
-            ms=round((time.monotonic() - started) * 1000, 1),
+            ok=reply["ok"], error=reply.get("error"), ms=round(seconds * 1000, 1),
         )
+
+    def _dead_letter(self, channel: BlockingChannel, handler: Handler, method: Basic.Deliver,
+                     props: BasicProperties, reply: dict[str, Any], outcome: str) -> None:
+        """Answer the caller, if any, and set the message aside in <queue>.dead for a person."""
+        self._reply(channel, props, reply)
+        channel.basic_reject(method.delivery_tag, requeue=False)
+        metrics.MESSAGES.labels(handler.routing_key, outcome).inc()
+        metrics.DEAD_LETTERED.labels(handler.routing_key).inc()
 
     def _parse(
         self, handler: Handler, request_id: str, props: BasicProperties, body: bytes

@@ -221,7 +221,7 @@ def openapi() -> Response:
 
 @api.get("/metrics")
 def prometheus_metrics() -> Response:
-    """Prometheus text format (the one answer besides GET / that is not JSON)."""
+    """Prometheus' text format: with the HTML pages, the answers that are not JSON."""
     body, content_type = metrics.exposition()
     return Response(body, content_type=content_type)
 
