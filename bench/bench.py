@@ -30,7 +30,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.stack import Stack  # noqa: E402  (the repository root is on the path only now)
+from scripts.stack import Stack, print_table  # noqa: E402  (the repository root is on the path only now)
 
 RESULTS = ROOT / "bench" / "results"
 # Scripts that run inside the compose network (MySQL is not published on the host) start with this.
@@ -310,11 +310,9 @@ def machine() -> dict[str, Any]:
                                                                    "{{.Server.Version}}")}
 
 
-def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(lines)
+def show(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    print()
+    print_table([columns, *([str(row.get(c, "")) for c in columns] for row in rows)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,11 +381,10 @@ def main(argv: list[str] | None = None) -> int:
         t["met"] = "yes" if (t["ratio"] >= limit if ">=" in t["target"] else
                              t["ratio"] <= limit if "<=" in t["target"] else t["ratio"] == limit) else "no"
 
-    print("\n" + table(ceilings, ["what", "clients", "per_s", "p50_ms", "p99_ms"]))
-    print("\n" + table(end_to_end, ["what", "clients", "requests", "per_s", "p50_ms", "p95_ms", "p99_ms",
-                                    "errors"]))
+    show(ceilings, ["what", "clients", "per_s", "p50_ms", "p99_ms"])
+    show(end_to_end, ["what", "clients", "requests", "per_s", "p50_ms", "p95_ms", "p99_ms", "errors"])
     print(f"\npeak memory (MiB): {memory}; AMQP connections opened during the end-to-end run: {created}")
-    print("\n" + table(targets, ["target", "ratio", "met"]))
+    show(targets, ["target", "ratio", "met"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps({
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
