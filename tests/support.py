@@ -22,7 +22,8 @@ from scripts.stack import compose_command
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-PROJECT = "mstest"
+# MSTEST_PROJECT lets two checkouts test side by side on one Docker engine.
+PROJECT = os.environ.get("MSTEST_PROJECT", "mstest")
 # Short enough that the idle test sits through several heartbeat timeouts.
 HEARTBEAT_S = 3
 
@@ -81,8 +82,8 @@ class Stack:
 
     def _compose(self, settings: dict[str, str], args: tuple[str, ...]) -> str:
         result = subprocess.run(
-            [*compose_command(), "--project-directory", str(ROOT), "--project-name", PROJECT,
-             "--env-file", str(self.env_file), *args],
+            [*compose_command(), "--project-directory", str(ROOT),
+             "--project-name", self.values["COMPOSE_PROJECT_NAME"], "--env-file", str(self.env_file), *args],
             env={**os.environ, **self.values, **settings}, capture_output=True, text=True, check=True,
         )
         return result.stdout
