@@ -2,7 +2,8 @@
 # dependencies and the shared `common` package) is built once and shared by
 # every image, and no service carries a copy of another's code.
 #
-#   docker build --target consumer_two -t consumer_two .
+#   docker build --target consumer --build-arg SERVICE=consumer_two \
+#       --build-arg MODULE=insertion -t consumer_two .
 #
 # PYTHON_IMAGE defaults to the official slim image; `make up` passes a local
 # stand-in only on machines that cannot pull it (see offline/README.md).
@@ -36,25 +37,20 @@ HEALTHCHECK --interval=5s --timeout=4s --start-period=20s --retries=3 \
     CMD ["python", "-m", "common.probe", "http://127.0.0.1:5000/readyz"]
 CMD ["gunicorn", "--config", "producer/gunicorn.conf.py", "producer.producer:create_app()"]
 
-# A consumer serves only its Prometheus metrics (CONSUMER_METRICS_PORT).
+# Every consumer: the shared base plus its own folder (build argument
+# SERVICE) and the module that runs it (MODULE). A new consumer needs no new
+# stage here, only a folder, a handler file and a compose entry.
 FROM base AS consumer
+ARG SERVICE
+ARG MODULE
+RUN test -n "$SERVICE" -a -n "$MODULE" \
+    || (echo "build with --build-arg SERVICE=<folder> --build-arg MODULE=<file without .py>" >&2; exit 1)
+COPY ${SERVICE}/ ${SERVICE}/
 USER app
+ENV CONSUMER_MODULE=${SERVICE}.${MODULE}
+# exec: python becomes PID 1 and receives SIGTERM itself.
+CMD ["sh", "-c", "exec python -m \"$CONSUMER_MODULE\""]
+# Each consumer serves only its Prometheus metrics (CONSUMER_METRICS_PORT).
 EXPOSE 9100
 HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 \
     CMD ["python", "-m", "common.probe", "consumer"]
-
-FROM consumer AS consumer_one
-COPY consumer_one/ consumer_one/
-CMD ["python", "-m", "consumer_one.healthcheck"]
-
-FROM consumer AS consumer_two
-COPY consumer_two/ consumer_two/
-CMD ["python", "-m", "consumer_two.insertion"]
-
-FROM consumer AS consumer_three
-COPY consumer_three/ consumer_three/
-CMD ["python", "-m", "consumer_three.deletion"]
-
-FROM consumer AS consumer_four
-COPY consumer_four/ consumer_four/
-CMD ["python", "-m", "consumer_four.read"]

@@ -98,6 +98,12 @@ def rows(cursor: Cursor) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in cursor.fetchall()]
 
 
+def one(cursor: Cursor) -> tuple[Any, ...] | None:
+    """The next row of a query as a tuple, or None."""
+    row = cursor.fetchone()
+    return None if row is None else tuple(row)
+
+
 def is_duplicate_key(exc: BaseException) -> bool:
     return isinstance(exc, mysql.connector.IntegrityError) and exc.errno == errorcode.ER_DUP_ENTRY
 

@@ -77,9 +77,11 @@ def clean_health_message(value: Any) -> str:
     return value
 
 
-def clean_record(fields: Mapping[str, list[Any]]) -> dict[str, str]:
+def clean_record(fields: Mapping[str, list[Any]], *, update: bool = False) -> dict[str, str]:
     """A record from its fields (each name with every value it was given).
 
+    An insert needs every field; an update (`update=True`) needs the SRN and
+    at least one of the others, and leaves out what it does not change.
     Raises `Invalid("invalid_record")` whose details name every bad field:
     unknown, given twice, missing, empty, too long or of the wrong type.
     """
@@ -97,7 +99,8 @@ def clean_record(fields: Mapping[str, list[Any]]) -> dict[str, str]:
     for name, (limit, _) in RECORD_FIELDS.items():
         given = values.get(name, [])
         if not given:
-            details[name] = "required"
+            if name == "SRN" or not update:
+                details[name] = "required"
             continue
         if len(given) > 1:
             details[name] = "given more than once"
@@ -115,6 +118,8 @@ def clean_record(fields: Mapping[str, list[Any]]) -> dict[str, str]:
             details[name] = "must be letters, digits, '-' or '_'"
         else:
             record[name] = value.upper() if name == "SRN" else value
+    if update and not details and len(record) == 1:
+        details["Name"] = details["Section"] = "give Name, Section or both"
     if details:
         raise Invalid("invalid_record", "The record is not valid.", details)
     return record
@@ -122,6 +127,17 @@ def clean_record(fields: Mapping[str, list[Any]]) -> dict[str, str]:
 
 def record_from_json(body: Mapping[str, Any]) -> dict[str, str]:
     return clean_record({key: [value] for key, value in body.items()})
+
+
+def update_from_json(body: Mapping[str, Any]) -> dict[str, str]:
+    return clean_record({key: [value] for key, value in body.items()}, update=True)
+
+
+def no_parameters(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """For messages that carry nothing but their request id (the reads)."""
+    if payload:
+        raise Invalid("invalid_message", "This message takes no parameters.")
+    return {}
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:

@@ -16,11 +16,21 @@ HEALTH_CHECK = "health_check"
 INSERT_RECORD = "insert_record"
 DELETE_RECORD = "delete_record"
 READ_DATABASE = "read_database"
+UPDATE_RECORD = "update_record"
 # The stored answer of a finished write (GET /requests/<id>), from the ledger.
 REQUEST_STATUS = "request_status"
+# The inventory: items and their stock, and orders that take from it.
+CREATE_ITEM = "create_item"
+READ_ITEMS = "read_items"
+ADJUST_STOCK = "adjust_stock"
+PLACE_ORDER = "place_order"
+READ_ORDERS = "read_orders"
 
 # One durable quorum queue per routing key, bound under its own name.
-ROUTING_KEYS = (HEALTH_CHECK, INSERT_RECORD, DELETE_RECORD, READ_DATABASE, REQUEST_STATUS)
+ROUTING_KEYS = (
+    HEALTH_CHECK, INSERT_RECORD, DELETE_RECORD, READ_DATABASE, UPDATE_RECORD, REQUEST_STATUS,
+    CREATE_ITEM, READ_ITEMS, ADJUST_STOCK, PLACE_ORDER, READ_ORDERS,
+)
 
 DELIVERY_LIMIT = 5
 

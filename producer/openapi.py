@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.inventory import NAME_MAX, QUANTITY_MAX
 from common.messages import MESSAGE_MAX, RECORD_FIELDS, REQUEST_ID_PATTERN, SRN_PATTERN
 
 JSON = "application/json"
@@ -27,7 +28,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "Bad input (the error code says which)",
         401: "API_TOKEN is set and the token is missing or wrong",
         404: "Not found", 409: "Conflict", 413: "Body larger than 16 KiB",
-        415: "Body neither JSON nor a form", 503: "RabbitMQ did not confirm the message",
+        415: "Body of a type the route does not take", 503: "RabbitMQ did not confirm the message",
         504: "No consumer answered within REQUEST_TIMEOUT_S",
     }
     return {str(s): _json(_ref("Error"), descriptions[s]) for s in (*statuses, 401)}
@@ -46,6 +47,15 @@ RECORD_INPUT = _object({
     name: {"type": "string", "minLength": 1, "maxLength": limit} if name != "SRN" else SRN
     for name, (limit, _) in RECORD_FIELDS.items()
 })
+UPDATE_INPUT = {**RECORD_INPUT, "required": ["SRN"], "minProperties": 2}
+SKU = {**SRN, "description": "Stored upper-case"}
+ITEM_INPUT = _object({
+    "SKU": SKU, "Name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
+    "Quantity": {"type": "integer", "minimum": 0, "maximum": QUANTITY_MAX, "default": 0},
+}, ["SKU", "Name"])
+DELTA_INPUT = _object({"Delta": {"type": "integer", "minimum": -QUANTITY_MAX, "maximum": QUANTITY_MAX,
+                                 "not": {"const": 0}}})
+ORDER_INPUT = _object({"SKU": SKU, "Quantity": {"type": "integer", "minimum": 1, "maximum": QUANTITY_MAX}})
 ACCEPTED = {"202": {
     "description": "RabbitMQ confirmed the write, the consumer has not answered yet: it will be done",
     "headers": {"Location": {"schema": {"type": "string"}}, **REQUEST_ID_HEADER},
@@ -53,11 +63,31 @@ ACCEPTED = {"202": {
 }}
 
 
+def _json_write(summary: str, schema: dict[str, Any], success: str, answer: dict[str, Any], description: str,
+                *errors: int, parameters: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+    """An inventory write: a JSON body, its answer, 202 while it is on its way, and errors."""
+    return {"post": {
+        "summary": summary, "parameters": [REQUEST_ID, *parameters],
+        "requestBody": {"required": True, "content": {JSON: {"schema": schema}}},
+        "responses": {success: _json(answer, description), **ACCEPTED,
+                      **_errors(400, *errors, 413, 415, 503)},
+    }}
+
+
+def _list(summary: str, name: str, schema: str) -> dict[str, Any]:
+    return {"get": {
+        "summary": summary, "parameters": [REQUEST_ID],
+        "responses": {"200": _json(_object({name: {"type": "array", "items": _ref(schema)},
+                                            "count": {"type": "integer", "minimum": 0}}), f"All {name}"),
+                      **_errors(503, 504)},
+    }}
+
+
 def document() -> dict[str, Any]:
     record = _ref("Record")
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Student records over RabbitMQ", "version": "1.0.0",
+        "info": {"title": "Student records and inventory over RabbitMQ", "version": "1.1.0",
                  "description": "The producer's HTTP API; see CONTRACT.md."},
         "paths": {
             "/": {"get": {"summary": "The HTML page", "responses": {"200": {
@@ -100,14 +130,43 @@ def document() -> dict[str, Any]:
                 "responses": {"200": _json(_object({"deleted": record}), "The row is gone"),
                               **ACCEPTED, **_errors(400, 404, 409, 503)},
             }},
+            "/update_record": {"post": {
+                "summary": "Change the Name and/or Section of one record (consumer_five)",
+                "parameters": [REQUEST_ID],
+                "requestBody": {"required": True, "content": {
+                    JSON: {"schema": UPDATE_INPUT},
+                    "application/x-www-form-urlencoded": {"schema": UPDATE_INPUT},
+                    "multipart/form-data": {"schema": UPDATE_INPUT}}},
+                "responses": {"200": _json(_object({"record": record}), "The stored record"),
+                              **ACCEPTED, **_errors(400, 404, 409, 413, 415, 503)},
+            }},
+            "/items": {
+                **_json_write("Create an item (inventory_items)", ITEM_INPUT, "201",
+                              _object({"item": _ref("Item")}), "The item is stored", 409),
+                **_list("Every item with its stock, ordered by SKU (inventory_items)", "items", "Item"),
+            },
+            "/items/{sku}/stock": _json_write(
+                "Add to (Delta > 0) or take from (Delta < 0) an item's stock (inventory_items)",
+                DELTA_INPUT, "200", _object({"item": _ref("Item")}), "The item with its new Quantity",
+                404, 409, parameters=({"name": "sku", "in": "path", "required": True, "schema": SKU},)),
+            "/orders": {
+                **_json_write("Place an order; its stock is taken in the same transaction (inventory_orders)",
+                              ORDER_INPUT, "201", _object({"order": _ref("Order")}), "The order is placed",
+                              404, 409),
+                **_list("Every order, oldest first (inventory_orders)", "orders", "Order"),
+            },
             "/requests/{request_id}": {"get": {
                 "summary": "The stored answer of a finished write",
                 "parameters": [REQUEST_ID, {"name": "request_id", "in": "path", "required": True,
                                             "schema": {"type": "string"}}],
                 "responses": {
-                    "200": _json(_object({"deleted": record}), "A finished delete"),
-                    "201": _json(_object({"record": record}), "A finished insert"),
-                    **_errors(404, 409, 503, 504)},
+                    "200": _json({"anyOf": [_object({"deleted": record}), _object({"record": record}),
+                                            _object({"item": _ref("Item")})]},
+                                 "A finished delete, update or stock change"),
+                    "201": _json({"anyOf": [_object({"record": record}), _object({"item": _ref("Item")}),
+                                            _object({"order": _ref("Order")})]},
+                                 "A finished insert, item creation or order"),
+                    **_errors(400, 404, 409, 503, 504)},
             }},
             "/openapi.json": {"get": {"summary": "This document", "responses": {
                 "200": _json({"type": "object"}, "The OpenAPI 3.1 document")}}},
@@ -124,6 +183,11 @@ def document() -> dict[str, Any]:
                                                  "pattern": f"^{REQUEST_ID_PATTERN.pattern}$"}}},
             "schemas": {
                 "Record": _object({name: {"type": "string"} for name in RECORD_FIELDS}),
+                "Item": _object({"SKU": {"type": "string"}, "Name": {"type": "string"},
+                                 "Quantity": {"type": "integer", "minimum": 0}}),
+                "Order": _object({"OrderID": {"type": "integer"}, "SKU": {"type": "string"},
+                                  "Quantity": {"type": "integer", "minimum": 1},
+                                  "Status": {"const": "placed"}}),
                 "Accepted": _object({"status": {"const": "accepted"}, "request_id": {"type": "string"}}),
                 "Error": _object({"error": {"type": "string"}, "message": {"type": "string"},
                                   "request_id": {"type": "string"},

@@ -19,22 +19,28 @@ from werkzeug.exceptions import HTTPException
 
 from common import logs
 from common.config import Settings
+from common.inventory import clean_delta, clean_item, clean_order, clean_sku
 from common.messages import (
     REQUEST_ID_PATTERN,
     Invalid,
     clean_health_message,
     clean_record,
     clean_srn,
-    record_from_json,
     request_id_from,
     stamped,
 )
 from common.topology import (
+    ADJUST_STOCK,
+    CREATE_ITEM,
     DELETE_RECORD,
     HEALTH_CHECK,
     INSERT_RECORD,
+    PLACE_ORDER,
     READ_DATABASE,
+    READ_ITEMS,
+    READ_ORDERS,
     REQUEST_STATUS,
+    UPDATE_RECORD,
 )
 from producer import metrics
 from producer.broker import Broker, BrokerUnavailable
@@ -49,6 +55,9 @@ STATUS_OF_ERROR = {
     "missing_parameter": 400,
     "invalid_parameter": 400,
     "invalid_record": 400,
+    "invalid_item": 400,
+    "invalid_stock_change": 400,
+    "invalid_order": 400,
     "malformed_body": 400,
     "invalid_message": 400,
     "unauthorized": 401,
@@ -56,6 +65,8 @@ STATUS_OF_ERROR = {
     "unknown_request": 404,
     "method_not_allowed": 405,
     "duplicate_srn": 409,
+    "duplicate_sku": 409,
+    "insufficient_stock": 409,
     "request_id_conflict": 409,
     "body_too_large": 413,
     "unsupported_media_type": 415,
@@ -68,7 +79,10 @@ PROBE_PATHS = ("/livez", "/readyz", "/metrics")
 # Open even when API_TOKEN is set: health checks, the HTML pages, the API document.
 OPEN_PATHS = (*PROBE_PATHS, "/", "/docs", "/openapi.json")
 # The success status of each write, for replaying its stored answer.
-SUCCESS_STATUS = {INSERT_RECORD: 201, DELETE_RECORD: 200}
+SUCCESS_STATUS = {
+    INSERT_RECORD: 201, DELETE_RECORD: 200, UPDATE_RECORD: 200,
+    CREATE_ITEM: 201, ADJUST_STOCK: 200, PLACE_ORDER: 201,
+}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -145,25 +159,44 @@ def _respond(reply: dict[str, Any], status: int) -> Response:
     return response
 
 
-def _record_from_body() -> dict[str, str]:
+def _check_size() -> None:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError("body_too_large", f"The body must be at most {MAX_BODY_BYTES} bytes.")
+
+
+def _json_object() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError("malformed_body", "The body is not valid JSON.")
+    if not isinstance(body, dict):
+        raise ApiError("malformed_body", "The body must be a JSON object.")
+    return body
+
+
+def _json_body() -> dict[str, Any]:
+    """The body of an inventory request: a JSON object."""
+    _check_size()
+    if request.mimetype != "application/json":
+        raise ApiError("unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
+    return _json_object()
+
+
+def _record_from_body(*, update: bool = False) -> dict[str, str]:
+    """A record from JSON or a form; for an update only the SRN and the fields it changes."""
+    _check_size()
+    fields: dict[str, list[Any]]
     if request.mimetype == "application/json":
-        body = request.get_json(silent=True)
-        if body is None:
-            raise ApiError("malformed_body", "The body is not valid JSON.")
-        if not isinstance(body, dict):
-            raise ApiError("malformed_body", "The body must be a JSON object.")
-        return record_from_json(body)
-    if request.mimetype in FORM_TYPES:
-        fields: dict[str, list[Any]] = {key: request.form.getlist(key) for key in request.form}
+        fields = {key: [value] for key, value in _json_object().items()}
+    elif request.mimetype in FORM_TYPES:
+        fields = {key: request.form.getlist(key) for key in request.form}
         for key in request.files:  # a file is never a valid field value
             fields.setdefault(key, []).extend(request.files.getlist(key))
-        return clean_record(fields)
-    raise ApiError(
-        "unsupported_media_type",
-        "Send the record as JSON, application/x-www-form-urlencoded or multipart/form-data.",
-    )
+    else:
+        raise ApiError(
+            "unsupported_media_type",
+            "Send the record as JSON, application/x-www-form-urlencoded or multipart/form-data.",
+        )
+    return clean_record(fields, update=update)
 
 
 @api.get("/health_check")
@@ -186,6 +219,37 @@ def read_database() -> Response:
 def delete_record() -> Response:
     srn = clean_srn(_one_arg("SRN", "srn") or "")
     return _dispatch(DELETE_RECORD, {"SRN": srn}, status=200, write=True)
+
+
+@api.post("/update_record")
+def update_record() -> Response:
+    return _dispatch(UPDATE_RECORD, _record_from_body(update=True), status=200, write=True)
+
+
+@api.post("/items")
+def create_item() -> Response:
+    return _dispatch(CREATE_ITEM, clean_item(_json_body()), status=201, write=True)
+
+
+@api.get("/items")
+def read_items() -> Response:
+    return _dispatch(READ_ITEMS, stamped({}), status=200, write=False)
+
+
+@api.post("/items/<sku>/stock")
+def adjust_stock(sku: str) -> Response:
+    change = {"SKU": clean_sku(sku), **clean_delta(_json_body())}
+    return _dispatch(ADJUST_STOCK, change, status=200, write=True)
+
+
+@api.post("/orders")
+def place_order() -> Response:
+    return _dispatch(PLACE_ORDER, clean_order(_json_body()), status=201, write=True)
+
+
+@api.get("/orders")
+def read_orders() -> Response:
+    return _dispatch(READ_ORDERS, stamped({}), status=200, write=False)
 
 
 @api.get("/requests/<request_id>")

@@ -9,11 +9,9 @@ from typing import Any
 
 import requests
 
-from tests.support import Stack, json_of, unique_srn
+from tests.support import CONSUMERS, ROUTING_KEYS, Stack, json_of, unique_srn
 
-SERVICES = {"db", "migrate", "producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four"}
-# The assignment's four, and the contract's lookup of a finished write's answer.
-ROUTING_KEYS = ("health_check", "insert_record", "delete_record", "read_database", "request_status")
+SERVICES = {"db", "migrate", "producer", *CONSUMERS}
 Api = Callable[..., requests.Response]
 
 
@@ -53,7 +51,7 @@ def test_two_networks_and_the_gateway_path(stack: Stack) -> None:
 
     # Every service holds its connection to RabbitMQ, all of them through that address.
     names = {c["client_properties"].get("connection_name") for c in stack.management("connections")}
-    assert {"producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four"} <= names
+    assert {"producer", *CONSUMERS} <= names
 
 
 def test_exchange_queues_and_bindings_as_rabbitmq_reports_them(stack: Stack) -> None:

@@ -15,12 +15,11 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.support import ROOT, Stack, unique_srn
+from tests.support import ROOT, ROUTING_KEYS, Stack, unique_srn
 
 DOCUMENT = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text(encoding="utf-8"))
 REGISTRY = Registry().with_resource(
     "urn:asyncapi", Resource.from_contents(DOCUMENT, default_specification=DRAFT202012))
-ROUTING_KEYS = ("health_check", "insert_record", "delete_record", "read_database", "request_status")
 
 
 def validator(channel: str) -> Draft202012Validator:
@@ -67,11 +66,18 @@ def test_captured_requests_match_the_document(stack: Stack, channel: Any) -> Non
         lambda: requests.post(f"{base}/insert_record", json={"Name": "Tapped", "SRN": srn.lower(),
                                                               "Section": "T"}, timeout=15,
                               headers={"X-Request-ID": f"tap-{srn}"}),
+        lambda: requests.post(f"{base}/update_record", data={"SRN": srn, "Section": "U"}, timeout=15),
         lambda: requests.get(f"{base}/read_database", timeout=15),
         lambda: requests.get(f"{base}/requests/tap-{srn}", timeout=15),
         lambda: requests.get(f"{base}/delete_record", params={"SRN": srn}, timeout=15),
+        lambda: requests.post(f"{base}/items", json={"sku": srn.lower(), "name": "Tap", "Quantity": 2},
+                              timeout=15),
+        lambda: requests.post(f"{base}/items/{srn}/stock", json={"Delta": -1}, timeout=15),
+        lambda: requests.post(f"{base}/orders", json={"SKU": srn, "Quantity": 1}, timeout=15),
+        lambda: requests.get(f"{base}/items", timeout=15),
+        lambda: requests.get(f"{base}/orders", timeout=15),
     ]
-    assert [call().status_code for call in calls] == [200, 201, 200, 201, 200]
+    assert [call().status_code for call in calls] == [200, 201, 200, 200, 201, 200, 201, 200, 201, 200, 200]
     captured = drain(channel, tap, expected=len(calls))
     assert sorted(m.routing_key for m, _, _ in captured) == sorted(ROUTING_KEYS)
     for method, props, body in captured:
@@ -90,9 +96,15 @@ def test_real_replies_match_the_document(stack: Stack, channel: Any) -> None:
     requests_sent = {
         "health_check": {"message": "asked directly", "sent_at": time.time()},
         "insert_record": {"Name": "Direct", "SRN": srn, "Section": "D"},
+        "update_record": {"SRN": srn, "Name": "Directly updated"},
         "read_database": {"sent_at": time.time()},
         "request_status": {"request_id": "never-seen-before", "sent_at": time.time()},
         "delete_record": {"SRN": srn},
+        "create_item": {"SKU": srn, "Name": "Direct", "Quantity": 1},
+        "adjust_stock": {"SKU": srn, "Delta": 2},
+        "place_order": {"SKU": srn, "Quantity": 3},
+        "read_items": {"sent_at": time.time()},
+        "read_orders": {"sent_at": time.time()},
     }
     for key, payload in requests_sent.items():  # in this order: the insert precedes its delete
         assert validator(key).is_valid(payload)

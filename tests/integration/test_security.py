@@ -11,10 +11,10 @@ from pathlib import Path
 import requests
 
 from scripts.stack import ROOT, amqp_login, parse_env_file
-from tests.support import Stack, healthy, wait_until
+from tests.support import CONSUMERS, Stack, healthy, wait_until
 
 PASSWORD_KEYS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")
-OUR_SERVICES = ("producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four")
+OUR_SERVICES = ("producer", *CONSUMERS)
 
 
 def inspect(kind: str, name: str) -> dict[str, object]:

@@ -10,7 +10,7 @@ import time
 
 import pika
 
-from tests.support import ROOT, Stack, healthy, unique_srn, wait_until
+from tests.support import CONSUMERS, ROOT, ROUTING_KEYS, Stack, healthy, unique_srn, wait_until
 
 
 def run_stack(stack: Stack, *args: str) -> str:
@@ -23,14 +23,14 @@ def run_stack(stack: Stack, *args: str) -> str:
 
 
 def test_status_shows_health_and_queues(stack: Stack) -> None:
-    for service in ("producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four", "db"):
+    for service in ("producer", *CONSUMERS, "db"):
         wait_until(functools.partial(healthy, stack, service), timeout=60)  # whatever ran before
     out = run_stack(stack, "status")
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
-    for service in ("producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four", "db"):
+    for service in ("producer", *CONSUMERS, "db"):
         assert lines[service] == ["running", "healthy"], out
     assert lines["migrate"] == ["exited", "(0)", "-"]
-    for queue in ("health_check", "insert_record", "delete_record", "read_database", "request_status"):
+    for queue in ROUTING_KEYS:
         assert lines[queue][1] == "1", out  # one consumer each
         assert lines[f"{queue}.dead"][1] == "0", out
 
@@ -64,7 +64,7 @@ def test_dead_letters_are_listed_in_place_and_replayed_once(stack: Stack) -> Non
 
 
 def test_every_log_line_of_our_services_is_one_json_object(stack: Stack) -> None:
-    for service in ("producer", "consumer_one", "consumer_two", "consumer_three", "consumer_four", "migrate"):
+    for service in ("producer", *CONSUMERS, "migrate"):
         logs = subprocess.run(["docker", "logs", stack.container(service)], capture_output=True, text=True,
                               check=True)
         lines = [line for line in (logs.stdout + logs.stderr).splitlines() if line.strip()]

@@ -1,0 +1,29 @@
+"""consumer_five: changes the name and/or section of one record (the U of CRUD)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.consumer import Handler, Message, run
+from common.db import Cursor, one
+from common.messages import Refused, update_from_json
+from common.topology import UPDATE_RECORD
+
+
+def handle(message: Message, db: Cursor) -> dict[str, Any]:
+    change = message.payload
+    srn = change["SRN"]
+    # Lock the row: the answer is the record as this transaction leaves it.
+    db.execute("SELECT name, section FROM students WHERE srn = %s FOR UPDATE", (srn,))
+    row = one(db)
+    if row is None:
+        raise Refused("not_found", f"No record with SRN {srn}.")
+    name, section = change.get("Name", row[0]), change.get("Section", row[1])
+    db.execute("UPDATE students SET name = %s, section = %s WHERE srn = %s", (name, section, srn))
+    return {"record": {"Name": name, "SRN": srn, "Section": section}}
+
+
+HANDLER = Handler(UPDATE_RECORD, update_from_json, handle, ledger=True)
+
+if __name__ == "__main__":
+    run("consumer_five", HANDLER)
