@@ -29,8 +29,10 @@ CHARSET = "utf8mb4"
 COLLATION = "utf8mb4_unicode_ci"
 
 
-# Transient by nature: the same transaction succeeds when run again.
-RETRYABLE_ERRNOS = frozenset({errorcode.ER_LOCK_DEADLOCK, errorcode.ER_LOCK_WAIT_TIMEOUT})
+# Transient by nature: the same transaction succeeds when run again. (ER_CHECKREAD
+# is MariaDB's "record has changed since last read" under snapshot isolation.)
+RETRYABLE_ERRNOS = frozenset({errorcode.ER_LOCK_DEADLOCK, errorcode.ER_LOCK_WAIT_TIMEOUT,
+                              errorcode.ER_CHECKREAD})
 
 
 class DatabaseAway(Exception):
@@ -38,7 +40,7 @@ class DatabaseAway(Exception):
 
 
 def connect(settings: DbSettings) -> MySQLConnectionAbstract | PooledMySQLConnection:
-    return mysql.connector.connect(
+    conn = mysql.connector.connect(
         host=settings.host,
         port=settings.port,
         user=settings.user,
@@ -54,6 +56,14 @@ def connect(settings: DbSettings) -> MySQLConnectionAbstract | PooledMySQLConnec
         read_timeout=settings.io_timeout_s,
         write_timeout=settings.io_timeout_s,
     )
+    # Every transaction is short and its locking reads (SELECT ... FOR UPDATE)
+    # must see the latest committed row: READ COMMITTED gives that on MySQL
+    # and on MariaDB alike (MariaDB's default snapshot isolation refuses a
+    # locking read of a row changed since the transaction's first read).
+    cursor = conn.cursor()
+    cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    cursor.close()
+    return conn
 
 
 class Database:

@@ -149,10 +149,12 @@ class Stack:
     def queue_depth(self, queue: str) -> int:
         return self.queue_depths()[queue]
 
-    def snapshot(self) -> tuple[list[list[str]], list[list[str]]]:
+    def snapshot(self) -> tuple[list[list[str]], ...]:
         """Everything the system stores, to show that a refused request changed nothing."""
         return (self.sql("SELECT srn, name, section FROM students ORDER BY srn"),
-                self.sql("SELECT request_id, reply FROM requests ORDER BY request_id"))
+                self.sql("SELECT request_id, reply FROM requests ORDER BY request_id"),
+                self.sql("SELECT sku, name, quantity FROM items ORDER BY sku"),
+                self.sql("SELECT order_id, sku, quantity, status, request_id FROM orders ORDER BY order_id"))
 
 
 def docker(*args: str) -> str:
