@@ -93,7 +93,11 @@ def test_the_application_user_may_only_do_its_job(stack: Stack) -> None:
             capture_output=True, text=True)
 
     assert as_app("SELECT COUNT(*) FROM students").returncode == 0
-    for forbidden in ("UPDATE students SET name = 'x'", "DROP TABLE students", "DELETE FROM requests",
-                      "CREATE TABLE sneaky (id INT)", "UPDATE requests SET reply = ''"):
+    # UPDATE is granted on students(name, section) and items(quantity) only.
+    for forbidden in ("UPDATE students SET srn = 'x' WHERE srn = 'nobody'", "DROP TABLE students",
+                      "DELETE FROM requests", "CREATE TABLE sneaky (id INT)",
+                      "UPDATE requests SET reply = ''",
+                      "UPDATE items SET name = 'x' WHERE sku = 'nobody'", "DELETE FROM items",
+                      "UPDATE orders SET quantity = 0 WHERE sku = 'nobody'", "DELETE FROM orders"):
         result = as_app(forbidden)
         assert result.returncode != 0 and "denied" in result.stderr, (forbidden, result.stderr)
