@@ -174,15 +174,16 @@ def healthy(stack: Stack, service: str) -> bool:
 
 
 
-def stack_values(previous: Path) -> dict[str, str]:
+def stack_values(previous: Path, project: str = PROJECT) -> dict[str, str]:
+    """The settings of a test copy: the kept ones, or new names, free ports and fresh passwords."""
     if previous.exists():
         return dict(line.split("=", 1) for line in previous.read_text().splitlines() if "=" in line)
     return {
-        "COMPOSE_PROJECT_NAME": PROJECT,
-        "RABBITMQ_NETWORK": f"{PROJECT}_rabbitmq_net",
-        "RABBITMQ_CONTAINER": f"{PROJECT}-rabbitmq",
-        "RABBITMQ_HOSTNAME": f"{PROJECT}-rabbitmq",
-        "RABBITMQ_VOLUME": f"{PROJECT}_rabbitmq_data",
+        "COMPOSE_PROJECT_NAME": project,
+        "RABBITMQ_NETWORK": f"{project}_rabbitmq_net",
+        "RABBITMQ_CONTAINER": f"{project}-rabbitmq",
+        "RABBITMQ_HOSTNAME": f"{project}-rabbitmq",
+        "RABBITMQ_VOLUME": f"{project}_rabbitmq_data",
         "PRODUCER_BIND": "127.0.0.1",
         "PRODUCER_PORT": str(free_port()),
         "RABBITMQ_AMQP_PORT": str(free_port()),
