@@ -25,6 +25,13 @@ def submit(page: Any, button: str) -> None:
                            arg=before)
 
 
+def last_cell(page: Any, table: str, key: str, text: str) -> None:
+    """Wait until the row of `key` in a table of the page ends with `text`."""
+    page.wait_for_function(
+        "([table, key, text]) => document.querySelector("
+        "`#${table} tr[data-key='${key}'] td:last-child`)?.textContent === text", arg=[table, key, text])
+
+
 @pytest.fixture(scope="module")
 def browser_page(stack: Stack) -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
@@ -48,17 +55,17 @@ def test_insert_shows_the_row_then_delete_removes_it(browser_page: Any) -> None:
     page.fill("#insert-srn", srn.lower())
     page.fill("#insert-section", "C")
     submit(page, "#insert-button")
-    page.wait_for_selector(f"#records tr[data-srn='{srn}']")
+    page.wait_for_selector(f"#records tr[data-key='{srn}']")
     assert page.text_content("#outcome-title") == f"Inserted {srn} (Page Person)."
     assert page.get_attribute("#outcome", "class") == "ok"
     assert page.text_content("#request-id") not in ("", "-")
-    cells = page.locator(f"#records tr[data-srn='{srn}'] td").all_text_contents()
+    cells = page.locator(f"#records tr[data-key='{srn}'] td").all_text_contents()
     assert cells == [srn, "Page Person", "C"]
     page.screenshot(path=str(ARTIFACTS / "page.png"), full_page=True)
 
     page.fill("#delete-srn", srn)
     submit(page, "#delete-button")
-    page.wait_for_selector(f"#records tr[data-srn='{srn}']", state="detached")
+    page.wait_for_selector(f"#records tr[data-key='{srn}']", state="detached")
     assert page.text_content("#outcome-title") == f"Deleted {srn} (Page Person)."
 
 
@@ -80,10 +87,54 @@ def test_deleting_what_is_not_there_and_the_health_check(browser_page: Any) -> N
     page = browser_page
     page.fill("#delete-srn", unique_srn("NONE"))
     submit(page, "#delete-button")
-    assert page.text_content("#outcome-title") == "There is no record with this SRN. (HTTP 404)"
+    assert page.text_content("#outcome-title") == "Nothing with this SRN or SKU exists. (HTTP 404)"
     page.fill("#health-message", "ping from the page")
     submit(page, "#health-button")
     assert page.text_content("#outcome-title") == "consumer_one answered: ping from the page"
+
+
+def test_update_changes_the_row_in_place(browser_page: Any) -> None:
+    page, srn = browser_page, unique_srn("H")
+    page.fill("#insert-name", "Before")
+    page.fill("#insert-srn", srn)
+    page.fill("#insert-section", "A")
+    submit(page, "#insert-button")
+    page.fill("#update-srn", srn.lower())
+    page.fill("#update-section", "B")  # the name is left blank: kept
+    submit(page, "#update-button")
+    assert page.text_content("#outcome-title") == f"Updated {srn}: Before, section B."
+    last_cell(page, "records", srn, "B")
+
+
+def test_an_item_its_stock_and_an_order(browser_page: Any) -> None:
+    page, sku = browser_page, unique_srn("P")
+    page.fill("#item-sku", sku)
+    page.fill("#item-name", "Page pen")
+    page.fill("#item-quantity", "2")
+    submit(page, "#item-button")
+    assert page.text_content("#outcome-title") == f"Created {sku} (Page pen) with 2 in stock."
+    page.wait_for_selector(f"#items tr[data-key='{sku}']")
+
+    page.fill("#stock-sku", sku)
+    page.fill("#stock-delta", "3")
+    submit(page, "#stock-button")
+    assert page.text_content("#outcome-title") == f"{sku} now has 5 in stock."
+
+    page.fill("#order-sku", sku)
+    page.fill("#order-quantity", "4")
+    submit(page, "#order-button")
+    title = page.text_content("#outcome-title") or ""
+    assert title.startswith("Order ") and title.endswith(f" placed: 4 of {sku}."), title
+    last_cell(page, "items", sku, "1")
+    order_id = title.split()[1]
+    assert page.locator(f"#orders tr[data-key='{order_id}'] td").all_text_contents() == [
+        order_id, sku, "4", "placed"]
+
+    page.fill("#order-sku", sku)
+    page.fill("#order-quantity", "2")
+    submit(page, "#order-button")
+    assert page.text_content("#outcome-title") == "There is not enough in stock. (HTTP 409)"
+    page.screenshot(path=str(ARTIFACTS / "page-inventory.png"), full_page=True)
 
 
 def test_api_reference_lists_every_operation(browser_page: Any, stack: Stack) -> None:
