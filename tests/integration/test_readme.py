@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from tests.support import Stack
+from tests.support import Stack, unique_srn
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 README_URL = "http://localhost:5000"
@@ -27,8 +27,11 @@ def commands_in(section: str, prefix: str) -> list[str]:
     return found
 
 
-def run_as_written(command: str, stack: Stack) -> Any:
-    result = subprocess.run(["bash", "-c", command.replace(README_URL, stack.base_url)],
+def run_as_written(command: str, stack: Stack, sku: str = "PEN-BLUE") -> Any:
+    """Run a README command on the test copy; `sku` stands in for the example's, which
+    a test copy that lives on between runs would already have."""
+    command = command.replace(README_URL, stack.base_url).replace("PEN-BLUE", sku)
+    result = subprocess.run(["bash", "-c", command],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, (command, result.stderr)
     return json.loads(result.stdout)
@@ -36,16 +39,18 @@ def run_as_written(command: str, stack: Stack) -> Any:
 
 def test_readme_curl_examples(stack: Stack) -> None:
     commands = commands_in("Using it", "curl ")
-    assert len(commands) == 6, commands
+    assert len(commands) == 7, commands
     for srn in ("PES1UG21CS001", "PES1UG21CS002"):  # a clean start, so the examples answer as shown
         requests.get(f"{stack.base_url}/delete_record", params={"SRN": srn}, timeout=15)
 
-    health, insert_json, insert_form, read, delete, error = (run_as_written(c, stack) for c in commands)
+    answers = [run_as_written(c, stack) for c in commands]
+    health, insert_json, insert_form, read, update, delete, error = answers
     assert health == {"status": "ok", "message": "hello", "consumer": "consumer_one"}
     assert insert_json == {"record": {"Name": "Asha Rao", "SRN": "PES1UG21CS001", "Section": "A"}}
     assert insert_form == {"record": {"Name": "Ravi Kumar", "SRN": "PES1UG21CS002", "Section": "B"}}
     assert {"PES1UG21CS001", "PES1UG21CS002"} <= {r["SRN"] for r in read["records"]}
     assert read["count"] == len(read["records"])
+    assert update == {"record": {"Name": "Ravi Kumar", "SRN": "PES1UG21CS002", "Section": "C"}}
     assert delete == {"deleted": {"Name": "Asha Rao", "SRN": "PES1UG21CS001", "Section": "A"}}
     assert error["error"] == "invalid_record"
     assert error["details"] == {"SRN": "required", "Section": "required"}
@@ -61,3 +66,18 @@ def test_readme_gateway_command(stack: Stack) -> None:
         ["docker", "inspect", "-f", "{{json .Config.Env}}", stack.container("producer")],
         capture_output=True, text=True, check=True).stdout
     assert f"RABBITMQ_HOST={gateway.stdout.strip()}" in json.loads(producer_env)
+
+
+def test_readme_inventory_examples(stack: Stack) -> None:
+    commands = commands_in("Inventory", "curl ")
+    assert len(commands) == 6, commands
+    sku = unique_srn("PEN-")
+    create, stock, order, too_many, items, orders = (run_as_written(c, stack, sku) for c in commands)
+    assert create == {"item": {"SKU": sku, "Name": "Blue pen", "Quantity": 10}}
+    assert stock == {"item": {"SKU": sku, "Name": "Blue pen", "Quantity": 15}}
+    placed = order["order"]
+    assert placed == {"OrderID": placed["OrderID"], "SKU": sku, "Quantity": 3, "Status": "placed"}
+    assert too_many["error"] == "insufficient_stock"
+    assert too_many["message"] == f"Only 12 of {sku} in stock; 100 ordered."
+    assert {"SKU": sku, "Name": "Blue pen", "Quantity": 12} in items["items"]
+    assert [o for o in orders["orders"] if o["SKU"] == sku] == [placed]
