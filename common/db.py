@@ -19,6 +19,7 @@ from mysql.connector.abstracts import MySQLConnectionAbstract, MySQLCursorAbstra
 from mysql.connector.pooling import PooledMySQLConnection
 
 from common.config import DbSettings
+from common.messages import Refused
 
 T = TypeVar("T")
 Cursor = MySQLCursorAbstract
@@ -116,6 +117,16 @@ def one(cursor: Cursor) -> tuple[Any, ...] | None:
 
 def is_duplicate_key(exc: BaseException) -> bool:
     return isinstance(exc, mysql.connector.IntegrityError) and exc.errno == errorcode.ER_DUP_ENTRY
+
+
+def insert_new(cursor: Cursor, statement: str, params: tuple[Any, ...], exists: Refused) -> None:
+    """Insert a row whose key must be new; `exists` is the answer when it is not."""
+    try:
+        cursor.execute(statement, params)
+    except mysql.connector.IntegrityError as exc:
+        if is_duplicate_key(exc):
+            raise exists from exc
+        raise
 
 
 class LedgerConflict(Exception):

@@ -1,4 +1,4 @@
-"""The inventory's messages: items, stock changes and orders, validated.
+"""The inventory's messages (items, stock changes, orders) and its one rule of stock.
 
 Like the records in `messages`, the producer checks every body with these
 functions before it publishes and the consumers check again what they take
@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from common.messages import SRN_PATTERN, Invalid, clean_srn
+from common.db import Cursor, one
+from common.messages import SRN_PATTERN, Invalid, Refused, clean_srn
 
 NAME_MAX = 100
 # Far above any real stock, and far below the column's range, so no sum overflows.
@@ -117,3 +118,21 @@ def clean_stock_change(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def clean_order(body: Mapping[str, Any]) -> dict[str, Any]:
     return _clean(body, ORDER, "invalid_order", "order")
+
+
+def change_stock(cursor: Cursor, sku: str, delta: int) -> tuple[str, int]:
+    """Add `delta` (negative: take) to an item's stock; its name and new quantity.
+
+    The row lock makes check-and-change one step: every concurrent change of
+    the item, on any number of consumer instances, waits for this transaction
+    and then sees what it left, so stock never goes below zero.
+    """
+    cursor.execute("SELECT name, quantity FROM items WHERE sku = %s FOR UPDATE", (sku,))
+    row = one(cursor)
+    if row is None:
+        raise Refused("not_found", f"No item with SKU {sku}.")
+    name, quantity = str(row[0]), int(row[1])
+    if quantity + delta < 0:
+        raise Refused("insufficient_stock", f"Only {quantity} of {sku} in stock; {-delta} asked for.")
+    cursor.execute("UPDATE items SET quantity = quantity + %s WHERE sku = %s", (delta, sku))
+    return name, quantity + delta

@@ -5,22 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from common.consumer import Handler, Message, run
-from common.db import Cursor, is_duplicate_key
+from common.db import Cursor, insert_new
 from common.messages import Refused, record_from_json
 from common.topology import INSERT_RECORD
 
 
 def handle(message: Message, db: Cursor) -> dict[str, Any]:
     record = message.payload
-    try:
-        db.execute(
-            "INSERT INTO students (srn, name, section, request_id) VALUES (%s, %s, %s, %s)",
-            (record["SRN"], record["Name"], record["Section"], message.request_id),
-        )
-    except Exception as exc:
-        if is_duplicate_key(exc):
-            raise Refused("duplicate_srn", f"A record with SRN {record['SRN']} already exists.") from exc
-        raise
+    insert_new(
+        db, "INSERT INTO students (srn, name, section, request_id) VALUES (%s, %s, %s, %s)",
+        (record["SRN"], record["Name"], record["Section"], message.request_id),
+        Refused("duplicate_srn", f"A record with SRN {record['SRN']} already exists."),
+    )
     return {"record": record}
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from common.consumer import Handler, Message, run
-from common.db import Cursor, is_duplicate_key, one, rows
-from common.inventory import clean_item, clean_stock_change
+from common.db import Cursor, insert_new, rows
+from common.inventory import change_stock, clean_item, clean_stock_change
 from common.messages import Refused, no_parameters
 from common.topology import ADJUST_STOCK, CREATE_ITEM, READ_ITEMS
 
@@ -17,15 +17,11 @@ def item(sku: str, name: str, quantity: int) -> dict[str, Any]:
 
 def create(message: Message, db: Cursor) -> dict[str, Any]:
     new = message.payload
-    try:
-        db.execute(
-            "INSERT INTO items (sku, name, quantity, request_id) VALUES (%s, %s, %s, %s)",
-            (new["SKU"], new["Name"], new["Quantity"], message.request_id),
-        )
-    except Exception as exc:
-        if is_duplicate_key(exc):
-            raise Refused("duplicate_sku", f"An item with SKU {new['SKU']} already exists.") from exc
-        raise
+    insert_new(
+        db, "INSERT INTO items (sku, name, quantity, request_id) VALUES (%s, %s, %s, %s)",
+        (new["SKU"], new["Name"], new["Quantity"], message.request_id),
+        Refused("duplicate_sku", f"An item with SKU {new['SKU']} already exists."),
+    )
     return {"item": item(new["SKU"], new["Name"], new["Quantity"])}
 
 
@@ -36,17 +32,9 @@ def read(_message: Message, db: Cursor) -> dict[str, Any]:
 
 
 def adjust(message: Message, db: Cursor) -> dict[str, Any]:
-    sku, delta = message.payload["SKU"], message.payload["Delta"]
-    # The row lock makes check-then-update one step for every concurrent change.
-    db.execute("SELECT name, quantity FROM items WHERE sku = %s FOR UPDATE", (sku,))
-    row = one(db)
-    if row is None:
-        raise Refused("not_found", f"No item with SKU {sku}.")
-    name, quantity = row
-    if quantity + delta < 0:
-        raise Refused("insufficient_stock", f"Only {quantity} of {sku} in stock; cannot take {-delta}.")
-    db.execute("UPDATE items SET quantity = quantity + %s WHERE sku = %s", (delta, sku))
-    return {"item": item(sku, name, quantity + delta)}
+    sku = message.payload["SKU"]
+    name, quantity = change_stock(db, sku, message.payload["Delta"])
+    return {"item": item(sku, name, quantity)}
 
 
 CREATE = Handler(CREATE_ITEM, clean_item, create, ledger=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from common.consumer import Handler, Message, run
-from common.db import Cursor, one, rows
-from common.inventory import clean_order
-from common.messages import Refused, no_parameters
+from common.db import Cursor, rows
+from common.inventory import change_stock, clean_order
+from common.messages import no_parameters
 from common.topology import PLACE_ORDER, READ_ORDERS
 
 
@@ -17,17 +17,9 @@ def order(order_id: int, sku: str, quantity: int, status: str) -> dict[str, Any]
 
 def place(message: Message, db: Cursor) -> dict[str, Any]:
     sku, wanted = message.payload["SKU"], message.payload["Quantity"]
-    # The item's row lock orders every concurrent order for it: each one sees
-    # the stock the previous one left, so stock is never oversold, on any
-    # number of consumer instances. Nothing is kept when the order is refused.
-    db.execute("SELECT quantity FROM items WHERE sku = %s FOR UPDATE", (sku,))
-    row = one(db)
-    if row is None:
-        raise Refused("not_found", f"No item with SKU {sku}.")
-    (in_stock,) = row
-    if in_stock < wanted:
-        raise Refused("insufficient_stock", f"Only {in_stock} of {sku} in stock; {wanted} ordered.")
-    db.execute("UPDATE items SET quantity = quantity - %s WHERE sku = %s", (wanted, sku))
+    # Stock and order in one transaction: a refused order keeps nothing, and
+    # the item's row lock lines up every concurrent order for it.
+    change_stock(db, sku, -wanted)
     db.execute(
         "INSERT INTO orders (sku, quantity, request_id) VALUES (%s, %s, %s)",
         (sku, wanted, message.request_id),

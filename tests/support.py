@@ -204,6 +204,19 @@ def unique_srn(prefix: str = "T") -> str:
     return f"{prefix}{secrets.token_hex(5)}".upper()
 
 
+def check_refusal(stack: Stack, send: Callable[[], requests.Response], status: int, code: str) -> Any:
+    """Send a request that must be refused: the contract's JSON error, and nothing stored changed."""
+    before = stack.snapshot()
+    response = send()
+    body = json_of(response)
+    assert response.status_code == status, body
+    assert body["error"] == code and body["message"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert "Traceback" not in response.text
+    assert stack.snapshot() == before
+    return body
+
+
 def json_of(response: requests.Response) -> Any:
     try:
         return response.json()

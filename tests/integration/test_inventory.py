@@ -14,7 +14,7 @@ import pika
 import pytest
 import requests
 
-from tests.support import Stack, docker, json_of, unique_srn, wait_until
+from tests.support import Stack, check_refusal, docker, json_of, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
 JSON_TYPE = {"Content-Type": "application/json"}
@@ -57,15 +57,9 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
 def test_every_refusal_is_json_and_changes_nothing(
     stack: Stack, api: Api, method: str, path: str, kwargs: dict[str, Any], status: int, code: str
 ) -> None:
-    before = stack.snapshot()
-    response = api(method, path, **kwargs)
-    body = json_of(response)
-    assert response.status_code == status, body
-    assert body["error"] == code and body["message"]
-    assert body["request_id"] == response.headers["X-Request-ID"]
+    body = check_refusal(stack, lambda: api(method, path, **kwargs), status, code)
     if code.startswith("invalid_") and code != "invalid_parameter":
         assert body["details"], body  # names the bad field(s)
-    assert stack.snapshot() == before
 
 
 def new_item(api: Api, quantity: int, prefix: str = "K") -> str:

@@ -78,6 +78,6 @@ def test_readme_inventory_examples(stack: Stack) -> None:
     placed = order["order"]
     assert placed == {"OrderID": placed["OrderID"], "SKU": sku, "Quantity": 3, "Status": "placed"}
     assert too_many["error"] == "insufficient_stock"
-    assert too_many["message"] == f"Only 12 of {sku} in stock; 100 ordered."
+    assert too_many["message"] == f"Only 12 of {sku} in stock; 100 asked for."
     assert {"SKU": sku, "Name": "Blue pen", "Quantity": 12} in items["items"]
     assert [o for o in orders["orders"] if o["SKU"] == sku] == [placed]

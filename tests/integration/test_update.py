@@ -10,7 +10,7 @@ import pika
 import pytest
 import requests
 
-from tests.support import Stack, json_of, unique_srn, wait_until
+from tests.support import Stack, check_refusal, json_of, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
 
@@ -34,12 +34,7 @@ BAD_REQUESTS: list[tuple[dict[str, Any], int, str]] = [
 def test_every_refusal_is_json_and_changes_nothing(
     stack: Stack, api: Api, kwargs: dict[str, Any], status: int, code: str
 ) -> None:
-    before = stack.snapshot()
-    response = api("POST", "/update_record", **kwargs)
-    body = json_of(response)
-    assert response.status_code == status, body
-    assert body["error"] == code and body["message"]
-    assert stack.snapshot() == before
+    check_refusal(stack, lambda: api("POST", "/update_record", **kwargs), status, code)
 
 
 def insert(api: Api) -> str:
