@@ -119,6 +119,7 @@ def test_scaled_consumers_compete_and_write_once(cluster: Stack) -> None:
 
 def test_killing_the_node_that_leads_insert_record_loses_nothing(cluster: Stack) -> None:
     leader = node_named(cluster, queue_column(cluster, "leader")["insert_record"])
+    clients_on_it = sum(1 for c in cluster.management("connections") if c["node"] == leader.name)
     restarts = restart_counts(cluster)
     load = Load(cluster, count=3000, clients=16)
     running = load.start()
@@ -133,8 +134,9 @@ def test_killing_the_node_that_leads_insert_record_loses_nothing(cluster: Stack)
     wait_until(lambda: rejoined(cluster, leader), timeout=120, interval=1)
     settle(cluster)
     confirmed = sum(1 for s in load.sent if s.first_status in (201, 202))
-    table = record(account(cluster, load, f"RabbitMQ node leading insert_record killed ({confirmed} "
-                                          f"confirmed at once; service back in {recovered_s:.1f} s)"))
+    table = record(account(cluster, load, f"RabbitMQ node leading insert_record, {clients_on_it} client "
+                                          f"connections on it, killed ({confirmed} confirmed at once; "
+                                          f"service back in {recovered_s:.1f} s)"))
     assert table.lost == table.duplicated == 0, table.row()
     assert table.statuses["other"] == 0, table.row()
     # After a retry with its own X-Request-ID, every request has exactly one outcome.
