@@ -217,17 +217,24 @@ class Stack:
             say(f"creating network {network}")
             run(["docker", "network", "create", "--driver", "bridge", network], quiet=True)
         nodes = self.nodes()
+        clustered = len(nodes) > 1
         # Every node first, then the waits: a restarted cluster node waits for its peers.
         for node in nodes:
-            state = run(["docker", "inspect", "-f", "{{.State.Running}}", node.container],
-                        check=False, capture=True)
+            state = run(["docker", "inspect", "-f", "{{.State.Running}} {{json .Config.Env}}",
+                         node.container], check=False, capture=True)
+            if state.returncode == 0 and clustered and f'"{COOKIE}=' not in state.stdout:
+                # A node from a single-node run has a cookie of its own; its data stays in the volume.
+                say(f"re-creating {node.container} with the cluster's Erlang cookie")
+                run(["docker", "stop", "--time", "30", node.container], quiet=True)
+                run(["docker", "rm", node.container], quiet=True)
+                state = run(["docker", "inspect", node.container], check=False, quiet=True)
             if state.returncode != 0:
                 say(f"starting RabbitMQ ({image}) as {node.container} on {network}")
-                run(self.rabbitmq_run_command(image, node, clustered=len(nodes) > 1), env=self.process_env(
+                run(self.rabbitmq_run_command(image, node, clustered=clustered), env=self.process_env(
                     RABBITMQ_DEFAULT_USER=self.get("RABBITMQ_USER"),
                     RABBITMQ_DEFAULT_PASS=self.get("RABBITMQ_PASSWORD"),
                 ), quiet=True)
-            elif state.stdout.strip() != "true":
+            elif not state.stdout.startswith("true"):
                 say(f"starting the existing {node.container} container")
                 run(["docker", "start", node.container], quiet=True)
         for node in nodes:

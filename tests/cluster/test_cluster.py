@@ -102,7 +102,8 @@ def test_scaled_consumers_compete_and_write_once(cluster: Stack) -> None:
                      for _ in range(40)]
         running.result(timeout=300)
         settle(cluster)
-        table = record(account(cluster, load, "3x consumer_two, 2x consumer_four, one node each"))
+        table = record(account(cluster, load,
+                               "consumer_two x3 and consumer_four x2 competing, 3 RabbitMQ nodes"))
         inserts = {i: handled(cluster, i, "insert_record") - before[i] for i in instances["consumer_two"]}
         read = {i: handled(cluster, i, "read_database") - reads_before[i] for i in instances["consumer_four"]}
         print(f"\ninserts per consumer_two instance: {list(inserts.values())}; "
