@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STACK = $(PYTHON) scripts/stack.py
 
-.PHONY: up down clean test faults bench status dead-letters replay-dead logs ps
+.PHONY: up down clean test faults cluster bench bench-nodes status dead-letters replay-dead logs ps
 
 up:      ## start RabbitMQ on its own network, then the compose services
 	$(STACK) up
@@ -19,8 +19,14 @@ test:    ## ruff, mypy, unit and integration tests (brings up its own copy of th
 faults:  ## only the fault-injection tests (part of `make test` too)
 	$(STACK) test -m faults
 
+cluster: ## only the three-node RabbitMQ cluster tests (part of `make test` too)
+	$(STACK) test -m cluster
+
 bench:   ## speed and memory next to same-run ceilings; writes bench/results/latest.json
 	$(STACK) bench
+
+bench-nodes:  ## inserts on one RabbitMQ node against a three-node cluster, in one run (two throwaway copies)
+	$(STACK) bench --nodes 1,3
 
 status:  ## each container's state and health, each queue's depth and consumers
 	$(STACK) status

@@ -1,6 +1,7 @@
 """make bench: the system's speed and memory next to ceilings measured in the same run.
 
     python scripts/stack.py bench [--duration 5] [--clients 1,8,32] [--skip-100k]
+    python scripts/stack.py bench --nodes 1,3    # inserts on one RabbitMQ node against a cluster
 
 Absolute numbers on a shared 2-core machine drift by tens of percent between
 runs, so every figure is reported next to what RabbitMQ, MySQL and gunicorn
@@ -15,6 +16,8 @@ import argparse
 import json
 import os
 import platform
+import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +33,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.stack import Stack, print_table  # noqa: E402  (the repository root is on the path only now)
+from scripts.stack import COOKIE, SECRETS, Stack, print_table  # noqa: E402  (the repository root is on the path only now)
 
 RESULTS = ROOT / "bench" / "results"
 # Scripts that run inside the compose network (MySQL is not published on the host) start with this.
@@ -295,6 +298,81 @@ c.commit()
         return peaks
 
 
+def throwaway_copy(stack: Stack, nodes: int) -> Stack:
+    """A copy of the system with `nodes` RabbitMQ nodes, its own names, free ports and fresh secrets."""
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    project = f"{stack.project}bench{nodes}n"
+    ports = [free_port() for _ in range(nodes)]
+    values = {
+        **stack.values,
+        "COMPOSE_PROJECT_NAME": project, "RABBITMQ_NETWORK": f"{project}_rabbitmq_net",
+        "RABBITMQ_CONTAINER": f"{project}-rabbitmq", "RABBITMQ_HOSTNAME": f"{project}-rabbitmq",
+        "RABBITMQ_VOLUME": f"{project}_rabbitmq_data", "RABBITMQ_NODES": str(nodes),
+        "RABBITMQ_AMQP_PORT": str(ports[0]), "RABBITMQ_AMQP_PORTS": ",".join(map(str, ports)),
+        "PRODUCER_PORT": str(free_port()), "RABBITMQ_MANAGEMENT_PORT": str(free_port()),
+        "RABBITMQ_PROMETHEUS_PORT": str(free_port()),
+        **{key: secrets.token_urlsafe(24) for key in (*SECRETS, COOKIE)},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    env_file = RESULTS / f"{project}.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    return Stack(env_file)
+
+
+def compare_nodes(stack: Stack, counts: list[int], clients: list[int], duration: float) -> int:
+    """Insert throughput and latency on copies with 1 and 3 RabbitMQ nodes, side by side in one run.
+
+    Both copies run at once and the measurements alternate between them, so
+    the noise of a shared machine falls on both alike.
+    """
+    stack.load()
+    copies = {n: throwaway_copy(stack, n) for n in counts}
+    for n, copy in copies.items():
+        copy.load()
+        if len(copy.nodes()) != n:  # the shell's RABBITMQ_NODES / RABBITMQ_AMQP_PORTS win over a file
+            print(f"error: unset RABBITMQ_NODES and RABBITMQ_AMQP_PORTS to compare {counts} nodes",
+                  file=sys.stderr)
+            for unused in copies.values():
+                unused.env_file.unlink(missing_ok=True)
+            return 2
+    rows: list[dict[str, Any]] = []
+    try:
+        for copy in copies.values():
+            copy.up()
+        benches = {n: Bench(copy, duration, clients) for n, copy in copies.items()}
+        tag = str(int(time.time()) % 100000)
+        for c in clients:
+            for n, bench in benches.items():
+                rows.append({"nodes": n, **bench.inserts(c, f"{tag}N{n}")})
+    finally:
+        for copy in copies.values():
+            copy.down(volumes=True)
+            copy.env_file.unlink(missing_ok=True)
+    progress("done")
+    show(rows, ["what", "nodes", "clients", "requests", "per_s", "p50_ms", "p99_ms", "errors"])
+    base, *others = counts
+    ratios = []
+    for n in others:
+        for c in clients:
+            one = next(r for r in rows if r["nodes"] == base and r["clients"] == c)
+            many = next(r for r in rows if r["nodes"] == n and r["clients"] == c)
+            ratios.append({"what": f"{n} nodes / {base} node", "clients": c,
+                           "per_s": round(many["per_s"] / one["per_s"], 2) if one["per_s"] else "",
+                           "p99_ms": round(many["p99_ms"] / one["p99_ms"], 2) if one["p99_ms"] else ""})
+    show(ratios, ["what", "clients", "per_s", "p99_ms"])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "nodes.json").write_text(json.dumps({
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+        "settings": {"duration_s": duration, "clients": clients, "nodes": counts},
+        "inserts": rows, "ratios": ratios}, indent=2) + "\n")
+    print(f"\nwritten to {RESULTS / 'nodes.json'}")
+    return 0 if all(r["errors"] == 0 for r in rows) else 1
+
+
 def machine() -> dict[str, Any]:
     def version(*command: str) -> str:
         try:
@@ -322,11 +400,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients (default 1,8,32)")
     parser.add_argument("--skip-100k", action="store_true", help="skip reading with 100,000 rows")
+    parser.add_argument("--nodes", help="only compare inserts on copies with these RabbitMQ node counts, "
+                        "e.g. 1,3 (each a copy of its own, deleted afterwards)")
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env")
     args = parser.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",")]
 
     stack = Stack(args.env_file.resolve())
+    if args.nodes:
+        return compare_nodes(stack, [int(n) for n in args.nodes.split(",")], clients, args.duration)
     stack.up()  # idempotent: starts the system if it is not running
     bench = Bench(stack, args.duration, clients)
     tag = str(int(time.time()) % 100000)

@@ -13,10 +13,19 @@ from common.messages import CONTENT_TYPE
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
-def parameters(settings: AmqpSettings, client_name: str) -> pika.ConnectionParameters:
+def parameters(settings: AmqpSettings, client_name: str) -> list[pika.ConnectionParameters]:
+    """One set of parameters per RabbitMQ node, in the order to try them.
+
+    pika's BlockingConnection takes the whole list and connects to the first
+    node that answers; the producer's SelectConnection goes through it itself.
+    """
+    return [_node_parameters(settings, port, client_name) for port in settings.ports]
+
+
+def _node_parameters(settings: AmqpSettings, port: int, client_name: str) -> pika.ConnectionParameters:
     return pika.ConnectionParameters(
         host=settings.host,
-        port=settings.port,
+        port=port,
         virtual_host=settings.vhost,
         credentials=pika.PlainCredentials(settings.user, settings.password),
         heartbeat=settings.heartbeat_s,

@@ -44,10 +44,27 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 
     return int(value)
 
 
+def _ports(env: Mapping[str, str]) -> tuple[int, ...]:
+    """RABBITMQ_PORTS ("5672,5673,5674": one per cluster node), else RABBITMQ_PORT alone."""
+    raw = env.get("RABBITMQ_PORTS", "").strip()
+    if not raw:
+        return (_integer(env, "RABBITMQ_PORT", 5672),)
+    problem = ConfigError(f"RABBITMQ_PORTS must be port numbers separated by commas, got {raw!r}")
+    try:
+        ports = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise problem from None
+    if not all(0 < port < 65536 for port in ports):
+        raise problem
+    return ports
+
+
 @dataclass(frozen=True)
 class AmqpSettings:
     host: str
-    port: int
+    # One per RabbitMQ node, all on `host` (the gateway IP): a client that
+    # loses its node connects to the next one.
+    ports: tuple[int, ...]
     user: str
     password: str
     vhost: str
@@ -58,7 +75,7 @@ class AmqpSettings:
     def from_env(cls, env: Mapping[str, str]) -> AmqpSettings:
         return cls(
             host=_text(env, "RABBITMQ_HOST"),
-            port=_integer(env, "RABBITMQ_PORT", 5672),
+            ports=_ports(env),
             user=_text(env, "RABBITMQ_USER"),
             password=_text(env, "RABBITMQ_PASSWORD"),
             vhost=_text(env, "RABBITMQ_VHOST", "/"),

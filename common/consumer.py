@@ -315,5 +315,5 @@ def run(service: str, *handlers: Handler) -> None:
     signal.signal(signal.SIGINT, worker.stop)
     metrics.serve(settings.metrics_port)
     log.info("starting", queues=[h.routing_key for h in handlers], rabbitmq_host=settings.amqp.host,
-             metrics_port=settings.metrics_port)
+             rabbitmq_ports=list(settings.amqp.ports), metrics_port=settings.metrics_port)
     worker.serve_forever()

@@ -59,7 +59,10 @@ def _left(deadline: float) -> float:
 
 class Broker:
     def __init__(self, settings: AmqpSettings, name: str, log: logs.EventLogger):
+        # One per RabbitMQ node; the I/O thread connects to `_node` and moves on
+        # to the next one whenever a connection fails or is lost.
         self._params = amqp.parameters(settings, name)
+        self._node = 0
         self._log = log
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -133,16 +136,17 @@ class Broker:
     def _run(self) -> None:
         attempt = 0
         while not self._stopping:
+            params = self._params[self._node]
             try:
-                self._declare_topology()
+                self._declare_topology(params)
                 connection = pika.SelectConnection(
-                    self._params,
+                    params,
                     on_open_callback=self._on_open,
                     on_open_error_callback=self._on_open_error,
                     on_close_callback=self._on_closed,
                 )
             except (pika.exceptions.AMQPError, OSError) as exc:
-                self._log.warning("broker_unavailable", error=repr(exc))
+                self._log.warning("broker_unavailable", host=params.host, port=params.port, error=repr(exc))
             else:
                 self._connection = connection
                 connection.ioloop.start()  # returns once the connection has closed
@@ -152,17 +156,20 @@ class Broker:
                 self._channel = None
             self._ready.clear()
             self._fail_all("the connection to RabbitMQ was lost")
+            # Whether the node refused us or went away, the next one is as good a
+            # choice as any; with one node this is the same address again.
+            self._node = (self._node + 1) % len(self._params)
             if not self._stopping:
                 time.sleep(amqp.backoff(attempt))
                 attempt += 1
 
-    def _declare_topology(self) -> None:
+    def _declare_topology(self, params: pika.ConnectionParameters) -> None:
         """Declare the contract's topology on a short-lived blocking connection.
 
         Done once per (re)connect rather than per request, with the same
         code the consumers use.
         """
-        connection = pika.BlockingConnection(self._params)
+        connection = pika.BlockingConnection(params)
         try:
             topology.declare(connection.channel())
         finally:
@@ -200,7 +207,8 @@ class Broker:
 
     def _on_consuming(self, _frame: pika.frame.Method) -> None:
         self._ready.set()
-        self._log.info("broker_connected", host=self._params.host, port=self._params.port)
+        params = self._params[self._node]
+        self._log.info("broker_connected", host=params.host, port=params.port)
 
     def _on_channel_closed(self, _channel: pika.channel.Channel, reason: BaseException) -> None:
         # Without its channel the connection is of no use: close it and start over.

@@ -31,6 +31,8 @@ from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")
+# Generated with the passwords, but needed only by a RabbitMQ cluster (RABBITMQ_NODES > 1).
+COOKIE = "RABBITMQ_ERLANG_COOKIE"
 # Base images: setting, default (a pinned minor tag), kind of local stand-in.
 IMAGES = (
     ("PYTHON_IMAGE", "python:3.12-slim", "python"),
@@ -66,6 +68,33 @@ def docker_ok(*args: str) -> bool:
 
 
 # ---- settings ---------------------------------------------------------------
+
+class Node(NamedTuple):
+    """One RabbitMQ node: node 1 has the configured names, node n the same with "-n" / "_n"."""
+
+    number: int
+    container: str
+    hostname: str
+    volume: str
+    port: int
+
+    @property
+    def name(self) -> str:
+        return f"rabbit@{self.hostname}"
+
+
+def node_ports(values: Mapping[str, str]) -> list[int]:
+    """Each RabbitMQ node's AMQP port on the host: RABBITMQ_AMQP_PORTS, else RABBITMQ_AMQP_PORT, +1, +2 ..."""
+    count = int(values.get("RABBITMQ_NODES") or 1)
+    listed = values.get("RABBITMQ_AMQP_PORTS", "").strip()
+    if listed:
+        ports = [int(port) for port in listed.split(",")]
+        if len(ports) != count:
+            fail(f"RABBITMQ_AMQP_PORTS lists {len(ports)} ports for RABBITMQ_NODES={count}")
+        return ports
+    first = int(values.get("RABBITMQ_AMQP_PORT") or 5672)
+    return [first + n for n in range(count)]
+
 
 def parse_env_file(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
@@ -104,6 +133,18 @@ class Stack:
     def db_volume(self) -> str:
         return f"{self.project}_db_data"
 
+    def nodes(self, count: int | None = None) -> list[Node]:
+        """The RabbitMQ nodes: RABBITMQ_NODES of them, or `count`."""
+        ports = node_ports({k: self.get(k) for k in ("RABBITMQ_NODES", "RABBITMQ_AMQP_PORTS",
+                                                     "RABBITMQ_AMQP_PORT")})
+        count = len(ports) if count is None else count
+        ports += [0] * (count - len(ports))  # nodes beyond RABBITMQ_NODES (left over): no port
+        container, hostname, volume = (self.get(k) for k in (
+            "RABBITMQ_CONTAINER", "RABBITMQ_HOSTNAME", "RABBITMQ_VOLUME"))
+        return [Node(1, container, hostname, volume, ports[0])] + [
+            Node(n, f"{container}-{n}", f"{hostname}-{n}", f"{volume}_{n}", ports[n - 1])
+            for n in range(2, count + 1)]
+
     def process_env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, **self.values, **extra}
 
@@ -115,9 +156,15 @@ class Stack:
             missing = [key for key in SECRETS if not self.get(key)]
             if missing:
                 fail(f"{self.env_file} does not set {', '.join(missing)}")
+            if len(self.nodes()) > 1 and not self.get(COOKIE):
+                # An .env from before clusters: add the one setting a cluster needs.
+                with self.env_file.open("a", encoding="utf-8") as env:
+                    env.write(f"{COOKIE}={secrets.token_urlsafe(24)}\n")
+                say(f"added a generated {COOKIE} to {self.env_file}")
+                self.load()
             return
         self.load()
-        volumes = (self.db_volume, self.get("RABBITMQ_VOLUME"))
+        volumes = (self.db_volume, *(node.volume for node in self.nodes()))
         leftovers = [v for v in volumes if docker_ok("volume", "inspect", v)]
         if leftovers:
             fail(
@@ -129,7 +176,7 @@ class Stack:
         lines = []
         for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
             key = line.partition("=")[0].strip()
-            if key in SECRETS and not line.partition("=")[2].strip():
+            if key in (*SECRETS, COOKIE) and not line.partition("=")[2].strip():
                 line = f"{key}={secrets.token_urlsafe(24)}"
             lines.append(line)
         self.env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -164,55 +211,106 @@ class Stack:
     # ---- RabbitMQ, outside compose ---------------------------------------------
 
     def start_rabbitmq(self, image: str) -> str:
-        """Start RabbitMQ on its own network; return that network's gateway IP."""
-        network, name = self.get("RABBITMQ_NETWORK"), self.get("RABBITMQ_CONTAINER")
+        """Start RabbitMQ (one node, or a cluster) on its own network; return that network's gateway IP."""
+        network = self.get("RABBITMQ_NETWORK")
         if not docker_ok("network", "inspect", network):
             say(f"creating network {network}")
             run(["docker", "network", "create", "--driver", "bridge", network], quiet=True)
-        state = run(["docker", "inspect", "-f", "{{.State.Running}}", name], check=False, capture=True)
-        if state.returncode != 0:
-            say(f"starting RabbitMQ ({image}) as {name} on {network}")
-            run(self.rabbitmq_run_command(image), env=self.process_env(
-                RABBITMQ_DEFAULT_USER=self.get("RABBITMQ_USER"),
-                RABBITMQ_DEFAULT_PASS=self.get("RABBITMQ_PASSWORD"),
-            ), quiet=True)
-        elif state.stdout.strip() != "true":
-            say(f"starting the existing {name} container")
-            run(["docker", "start", name], quiet=True)
-        self.wait_for_rabbitmq()
+        nodes = self.nodes()
+        clustered = len(nodes) > 1
+        # Every node first, then the waits: a restarted cluster node waits for its peers.
+        for node in nodes:
+            state = run(["docker", "inspect", "-f", "{{.State.Running}} {{json .Config.Env}}",
+                         node.container], check=False, capture=True)
+            if state.returncode == 0 and clustered and f'"{COOKIE}=' not in state.stdout:
+                # A node from a single-node run has a cookie of its own; its data stays in the volume.
+                say(f"re-creating {node.container} with the cluster's Erlang cookie")
+                run(["docker", "stop", "--time", "30", node.container], quiet=True)
+                run(["docker", "rm", node.container], quiet=True)
+                state = run(["docker", "inspect", node.container], check=False, quiet=True)
+            if state.returncode != 0:
+                say(f"starting RabbitMQ ({image}) as {node.container} on {network}")
+                run(self.rabbitmq_run_command(image, node, clustered=clustered), env=self.process_env(
+                    RABBITMQ_DEFAULT_USER=self.get("RABBITMQ_USER"),
+                    RABBITMQ_DEFAULT_PASS=self.get("RABBITMQ_PASSWORD"),
+                ), quiet=True)
+            elif not state.stdout.startswith("true"):
+                say(f"starting the existing {node.container} container")
+                run(["docker", "start", node.container], quiet=True)
+        for node in nodes:
+            self.wait_for_rabbitmq(node)
+        if len(nodes) > 1:
+            self.form_cluster(nodes)
         return self.gateway_ip()
 
-    def rabbitmq_run_command(self, image: str) -> list[str]:
+    def rabbitmq_run_command(self, image: str, node: Node, *, clustered: bool = False) -> list[str]:
         # Credentials go in as `-e NAME` (value from the environment), never on
         # the command line.
+        first = node.number == 1
         return [
             "docker", "run", "--detach",
-            "--name", self.get("RABBITMQ_CONTAINER"),
-            "--hostname", self.get("RABBITMQ_HOSTNAME"),
+            "--name", node.container,
+            "--hostname", node.hostname,
             "--network", self.get("RABBITMQ_NETWORK"),
+            # The node name is rabbit@<hostname>: its peers find it by that name.
+            "--network-alias", node.hostname,
             "--restart", "unless-stopped",
-            "--publish", f"{self.get('RABBITMQ_AMQP_BIND')}:{self.get('RABBITMQ_AMQP_PORT')}:5672",
-            "--publish", f"127.0.0.1:{self.get('RABBITMQ_MANAGEMENT_PORT')}:15672",
-            "--publish", f"127.0.0.1:{self.get('RABBITMQ_PROMETHEUS_PORT')}:15692",
-            "--volume", f"{self.get('RABBITMQ_VOLUME')}:/var/lib/rabbitmq",
+            "--publish", f"{self.get('RABBITMQ_AMQP_BIND')}:{node.port}:5672",
+            # The management UI and metrics of node 1 show the whole cluster.
+            *(["--publish", f"127.0.0.1:{self.get('RABBITMQ_MANAGEMENT_PORT')}:15672",
+               "--publish", f"127.0.0.1:{self.get('RABBITMQ_PROMETHEUS_PORT')}:15692"] if first else []),
+            "--volume", f"{node.volume}:/var/lib/rabbitmq",
             "--env", "RABBITMQ_DEFAULT_USER", "--env", "RABBITMQ_DEFAULT_PASS",
+            # Nodes of a cluster must share the Erlang cookie (read by RabbitMQ itself).
+            *(["--env", COOKIE] if clustered else []),
             image,
         ]
 
-    def wait_for_rabbitmq(self, timeout: float = 180) -> None:
+    def form_cluster(self, nodes: Sequence[Node]) -> None:
+        """Join every node to node 1 (RabbitMQ's own join_cluster), then replicate every quorum queue.
+
+        A node that has joined once remembers its cluster in its volume and
+        rejoins by itself when started again, so this does nothing then.
+        """
+        first = nodes[0]
+        for node in nodes[1:]:
+            if first.name in self.cluster_nodes(node):
+                continue
+            say(f"joining {node.container} to the cluster of {first.container}")
+            for command in (["stop_app"], ["join_cluster", first.name], ["start_app"]):
+                run(["docker", "exec", node.container, "rabbitmqctl", "-q", *command], capture=True)
+            self.wait_for_rabbitmq(node)
+        # Queues declared before a node joined (an earlier single-node run) get
+        # a member on it; with every member present already, this changes nothing.
+        for node in nodes:
+            run(["docker", "exec", first.container, "rabbitmq-queues", "-q", "grow", node.name, "all"],
+                capture=True)
+        running = self.cluster_nodes(first, key="running_nodes")
+        missing = [n.name for n in nodes if n.name not in running]
+        if missing:
+            fail(f"RabbitMQ nodes not running in the cluster: {', '.join(missing)}")
+        say(f"RabbitMQ cluster of {len(nodes)} nodes: {', '.join(sorted(running))}")
+
+    def cluster_nodes(self, node: Node, key: str = "disk_nodes") -> list[str]:
+        """The members (or with key="running_nodes", the running ones) of `node`'s cluster."""
+        out = run(["docker", "exec", node.container, "rabbitmqctl", "-q", "cluster_status",
+                   "--formatter", "json"], capture=True).stdout
+        return [str(name) for name in json.loads(out).get(key, [])]
+
+    def wait_for_rabbitmq(self, node: Node | None = None, timeout: float = 180) -> None:
         # A TCP probe would pass through docker-proxy while RabbitMQ is still
         # booting, so wait until the application user can really log in.
-        port = int(self.get("RABBITMQ_AMQP_PORT"))
-        say(f"waiting until {self.get('RABBITMQ_USER')} can log in to RabbitMQ on port {port}")
+        node = node or self.nodes()[0]
+        say(f"waiting until {self.get('RABBITMQ_USER')} can log in to RabbitMQ on port {node.port}")
         deadline = time.monotonic() + timeout
         error = ""
         while time.monotonic() < deadline:
-            error = amqp_login("127.0.0.1", port, self.get("RABBITMQ_USER"), self.get("RABBITMQ_PASSWORD"))
+            error = amqp_login("127.0.0.1", node.port, self.get("RABBITMQ_USER"),
+                               self.get("RABBITMQ_PASSWORD"))
             if not error:
                 return
             time.sleep(1)
-        logs = run(["docker", "logs", "--tail", "30", self.get("RABBITMQ_CONTAINER")],
-                   check=False, capture=True)
+        logs = run(["docker", "logs", "--tail", "30", node.container], check=False, capture=True)
         fail(f"RabbitMQ did not accept a login within {timeout:.0f} s ({error}).\n{logs.stdout}{logs.stderr}")
 
     def gateway_ip(self) -> str:
@@ -266,9 +364,12 @@ class Stack:
         self.ensure_env_file()
         images = self.resolve_images()
         gateway = self.start_rabbitmq(images["RABBITMQ_IMAGE"])
-        say(f"RabbitMQ is reachable from compose at {gateway}:{self.get('RABBITMQ_AMQP_PORT')} "
+        ports = ",".join(str(node.port) for node in self.nodes())
+        say(f"RabbitMQ is reachable from compose at {gateway}, port {ports} "
             f"(gateway of {self.get('RABBITMQ_NETWORK')})")
         self.discovered = {"RABBITMQ_HOST": gateway, **images}
+        if len(self.nodes()) > 1:
+            self.discovered["RABBITMQ_PORTS"] = ports
         self.compose("up", "--detach", "--build", "--remove-orphans")
         self.wait_until_healthy()
         port = self.get("PRODUCER_PORT")
@@ -279,10 +380,11 @@ class Stack:
         """Each container's state and health, and each queue's depth and consumers."""
         rows = [("container", "state", "health")]
         rabbitmq = self.get("RABBITMQ_CONTAINER")
-        for container in [*self.compose("ps", "-q", capture=True).stdout.split(), rabbitmq]:
+        nodes = [node.container for node in self.nodes()]
+        for container in [*self.compose("ps", "-q", capture=True).stdout.split(), *nodes]:
             if docker_ok("container", "inspect", container):
                 state = container_state(container)
-                name = state.name or rabbitmq
+                name = state.name or container
                 rows.append((name, f"{state.status} ({state.exit_code})" if state.status == "exited"
                              else state.status, state.health or "-"))
         print_table(rows)
@@ -299,16 +401,23 @@ class Stack:
         self.load()
         say(f"stopping compose project {self.project}")
         self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []), check=False)
-        name = self.get("RABBITMQ_CONTAINER")
-        if docker_ok("container", "inspect", name):
-            say(f"stopping RabbitMQ ({name})")
-            run(["docker", "stop", "--time", "30", name], check=False, quiet=True)
-            run(["docker", "rm", name], check=False, quiet=True)
+        # Every node there is, also those of an earlier run with more nodes
+        # than RABBITMQ_NODES says now; node 1 last.
+        def exists(node: Node) -> bool:
+            return any(docker_ok(kind, "inspect", name) for kind, name in (
+                ("container", node.container), ("volume", node.volume)))
+        nodes = [n for n in self.nodes(count=9) if n.number == 1 or exists(n)]
+        for node in reversed(nodes):
+            if docker_ok("container", "inspect", node.container):
+                say(f"stopping RabbitMQ ({node.container})")
+                run(["docker", "stop", "--time", "30", node.container], check=False, quiet=True)
+                run(["docker", "rm", node.container], check=False, quiet=True)
         if docker_ok("network", "inspect", self.get("RABBITMQ_NETWORK")):
             run(["docker", "network", "rm", self.get("RABBITMQ_NETWORK")], check=False, quiet=True)
-        if volumes and docker_ok("volume", "inspect", self.get("RABBITMQ_VOLUME")):
-            say(f"deleting volume {self.get('RABBITMQ_VOLUME')}")
-            run(["docker", "volume", "rm", self.get("RABBITMQ_VOLUME")], check=False, quiet=True)
+        for node in nodes if volumes else []:
+            if docker_ok("volume", "inspect", node.volume):
+                say(f"deleting volume {node.volume}")
+                run(["docker", "volume", "rm", node.volume], check=False, quiet=True)
 
 
 class ContainerState(NamedTuple):

@@ -9,10 +9,6 @@ reused when found).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,40 +16,19 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import ARTIFACTS, Stack, stack_values
+from tests.support import ARTIFACTS, PROJECT, Stack, copy_of_the_system
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         kind = Path(str(item.fspath)).parent.name  # tests/unit or tests/integration
-        if kind in {"unit", "integration", "faults"}:
+        if kind in {"unit", "integration", "faults", "cluster"}:
             item.add_marker(getattr(pytest.mark, kind))
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    keep = os.environ.get("MSTEST_KEEP") == "1"
-    env_file = ARTIFACTS / "stack.env"
-    values = stack_values(env_file if keep else ARTIFACTS / "does-not-exist")
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    system = Stack(env_file, values)
-    if not keep:
-        system.stack("clean", check=False)  # leftovers of an interrupted run
-    started = time.monotonic()
-    system.stack("up")
-    print(f"\ntest stack up in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    try:
-        yield system
-    finally:
-        logs = subprocess.run(
-            ["docker", "logs", values["RABBITMQ_CONTAINER"]], capture_output=True, text=True
-        )
-        (ARTIFACTS / "rabbitmq.log").write_text(logs.stdout + logs.stderr)
-        (ARTIFACTS / "compose.log").write_text(system.compose("logs", "--no-color", "--timestamps"))
-        if not keep:
-            system.stack("clean")
-            env_file.unlink(missing_ok=True)
+    yield from copy_of_the_system("stack", PROJECT)
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from typing import Any
 import pika
 import requests
 
-from scripts.stack import compose_command
+from scripts.stack import Node, compose_command
+from scripts.stack import Stack as ScriptStack
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -85,7 +86,15 @@ class Stack:
 
     def compose_with(self, settings: dict[str, str], *args: str) -> str:
         """Compose on the test copy, with `settings` on top of its own, and the real gateway IP."""
-        return self._compose({"RABBITMQ_HOST": self.rabbitmq_host(), **settings}, args)
+        nodes = self.nodes()
+        ports = {"RABBITMQ_PORTS": ",".join(str(n.port) for n in nodes)} if len(nodes) > 1 else {}
+        return self._compose({"RABBITMQ_HOST": self.rabbitmq_host(), **ports, **settings}, args)
+
+    def nodes(self) -> list[Node]:
+        """The copy's RabbitMQ nodes, named as scripts/stack.py names them."""
+        script = ScriptStack(self.env_file)
+        script.values = {**script.defaults, **self.values}
+        return script.nodes()
 
     def _compose(self, settings: dict[str, str], args: tuple[str, ...]) -> str:
         result = subprocess.run(
@@ -136,14 +145,22 @@ class Stack:
         finally:
             connection.close()
 
+    def rabbitmqctl(self, *args: str) -> str:
+        """rabbitmqctl on the first node that answers (in a cluster, one may be down on purpose)."""
+        failure: subprocess.CalledProcessError | None = None
+        for node in self.nodes():
+            try:
+                return subprocess.run(["docker", "exec", node.container, "rabbitmqctl", "-q", *args],
+                                      capture_output=True, text=True, check=True, timeout=60).stdout
+            except subprocess.CalledProcessError as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
     def queue_depths(self) -> dict[str, int]:
         """Messages (ready and unacknowledged) in every queue, exact: the management
         API's figures are samples up to five seconds old."""
-        out = subprocess.run(
-            ["docker", "exec", self.values["RABBITMQ_CONTAINER"], "rabbitmqctl", "-q", "list_queues",
-             "name", "messages", "--no-table-headers"],
-            capture_output=True, text=True, check=True, timeout=60,
-        ).stdout
+        out = self.rabbitmqctl("list_queues", "name", "messages", "--no-table-headers")
         return {name: int(count) for name, count in (line.split() for line in out.splitlines() if line)}
 
     def queue_depth(self, queue: str) -> int:
@@ -174,19 +191,36 @@ def healthy(stack: Stack, service: str) -> bool:
 
 
 
-def stack_values(previous: Path, project: str = PROJECT) -> dict[str, str]:
+def every_consumer_answers(stack: Stack) -> bool:
+    """One round trip through each consumer: the producer and all four have resumed."""
+    srn, base = unique_srn("B"), stack.base_url
+    return (requests.get(f"{base}/health_check", params={"message": "back"}, timeout=10).status_code == 200
+            and requests.post(f"{base}/insert_record", json={"Name": "Back", "SRN": srn, "Section": "A"},
+                              timeout=10).status_code == 201
+            and requests.get(f"{base}/read_database", timeout=10).status_code == 200
+            and requests.get(f"{base}/delete_record", params={"SRN": srn}, timeout=10).status_code == 200)
+
+
+def stack_values(previous: Path, project: str = PROJECT, nodes: int = 1) -> dict[str, str]:
     """The settings of a test copy: the kept ones, or new names, free ports and fresh passwords."""
     if previous.exists():
         return dict(line.split("=", 1) for line in previous.read_text().splitlines() if "=" in line)
+    ports = [free_port() for _ in range(nodes)]
+    cluster = {
+        "RABBITMQ_NODES": str(nodes),
+        "RABBITMQ_AMQP_PORTS": ",".join(map(str, ports)),
+        "RABBITMQ_ERLANG_COOKIE": secrets.token_urlsafe(24),
+    } if nodes > 1 else {}
     return {
         "COMPOSE_PROJECT_NAME": project,
         "RABBITMQ_NETWORK": f"{project}_rabbitmq_net",
         "RABBITMQ_CONTAINER": f"{project}-rabbitmq",
         "RABBITMQ_HOSTNAME": f"{project}-rabbitmq",
         "RABBITMQ_VOLUME": f"{project}_rabbitmq_data",
+        **cluster,
         "PRODUCER_BIND": "127.0.0.1",
         "PRODUCER_PORT": str(free_port()),
-        "RABBITMQ_AMQP_PORT": str(free_port()),
+        "RABBITMQ_AMQP_PORT": str(ports[0]),
         "RABBITMQ_MANAGEMENT_PORT": str(free_port()),
         "RABBITMQ_PROMETHEUS_PORT": str(free_port()),
         "RABBITMQ_USER": "app",
@@ -222,3 +256,30 @@ def json_of(response: requests.Response) -> Any:
         return response.json()
     except json.JSONDecodeError as exc:
         raise AssertionError(f"not JSON ({response.status_code}): {response.text[:200]}") from exc
+
+
+def copy_of_the_system(name: str, project: str, nodes: int = 1) -> Iterator[Stack]:
+    """Bring up a copy of the system (settings in tests/artifacts/<name>.env), yield it, delete it."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    keep = os.environ.get("MSTEST_KEEP") == "1"
+    env_file = ARTIFACTS / f"{name}.env"
+    values = stack_values(env_file if keep else ARTIFACTS / "does-not-exist", project, nodes)
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    system = Stack(env_file, values)
+    if not keep:
+        system.stack("clean", check=False)  # leftovers of an interrupted run
+    started = time.monotonic()
+    system.stack("up")
+    print(f"\n{name} copy up in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    try:
+        yield system
+    finally:
+        prefix = "" if name == "stack" else f"{name}-"
+        for node in system.nodes():
+            logs = subprocess.run(["docker", "logs", node.container], capture_output=True, text=True)
+            suffix = "" if node.number == 1 else f"-{node.number}"
+            (ARTIFACTS / f"{prefix}rabbitmq{suffix}.log").write_text(logs.stdout + logs.stderr)
+        (ARTIFACTS / f"{prefix}compose.log").write_text(system.compose("logs", "--no-color", "--timestamps"))
+        if not keep:
+            system.stack("clean")
+            env_file.unlink(missing_ok=True)

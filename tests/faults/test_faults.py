@@ -19,7 +19,15 @@ import requests
 
 from scripts.stack import amqp_login
 from tests.faults.load import OTHER_REPORTS, TABLES, Load, Table, account, settle
-from tests.support import Stack, docker, healthy, restart_counts, unique_srn, wait_until
+from tests.support import (
+    Stack,
+    docker,
+    every_consumer_answers,
+    healthy,
+    restart_counts,
+    unique_srn,
+    wait_until,
+)
 
 CONSUMERS = ("consumer_one", "consumer_two", "consumer_three", "consumer_four")
 QUEUES = ("health_check", "insert_record", "delete_record", "read_database", "request_status")
@@ -29,16 +37,6 @@ def record(table: Table) -> Table:
     TABLES.append(table)
     print("\n" + Table.HEADER + "\n" + table.row())
     return table
-
-
-def every_consumer_answers(stack: Stack) -> bool:
-    """One round trip through each consumer: the producer and all four have resumed."""
-    srn, base = unique_srn("B"), stack.base_url
-    return (requests.get(f"{base}/health_check", params={"message": "back"}, timeout=10).status_code == 200
-            and requests.post(f"{base}/insert_record", json={"Name": "Back", "SRN": srn, "Section": "A"},
-                              timeout=10).status_code == 201
-            and requests.get(f"{base}/read_database", timeout=10).status_code == 200
-            and requests.get(f"{base}/delete_record", params={"SRN": srn}, timeout=10).status_code == 200)
 
 
 def assert_nothing_lost(table: Table, *, every_request_answered: bool = True) -> None:

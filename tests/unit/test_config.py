@@ -9,7 +9,7 @@ BASE = {"RABBITMQ_HOST": "broker", "RABBITMQ_USER": "app", "RABBITMQ_PASSWORD": 
 
 def test_defaults() -> None:
     settings = Settings.from_env("producer", needs_db=False, env=BASE)
-    assert settings.amqp.port == 5672
+    assert settings.amqp.ports == (5672,)
     assert settings.amqp.heartbeat_s == 60
     assert settings.request_timeout_s == 5.0
     assert settings.db is None
@@ -33,8 +33,16 @@ def test_missing_secret_is_named(missing: str) -> None:
 
 @pytest.mark.parametrize(("name", "value"), [
     ("RABBITMQ_PORT", "abc"), ("RABBITMQ_PORT", "0"), ("RABBITMQ_PORT", "1.5"),
+    ("RABBITMQ_PORTS", "5672,"), ("RABBITMQ_PORTS", "5672;5673"), ("RABBITMQ_PORTS", "0,5672"),
     ("REQUEST_TIMEOUT_S", "-1"), ("LOG_LEVEL", "LOUD"),
 ])
 def test_malformed_values_are_refused(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env("producer", needs_db=False, env={**BASE, name: value})
+
+
+def test_one_port_per_node_when_rabbitmq_ports_is_set() -> None:
+    env = {**BASE, "RABBITMQ_PORT": "5672", "RABBITMQ_PORTS": "5672, 5673,5674"}
+    assert Settings.from_env("producer", needs_db=False, env=env).amqp.ports == (5672, 5673, 5674)
+    env = {**BASE, "RABBITMQ_PORT": "6000", "RABBITMQ_PORTS": ""}
+    assert Settings.from_env("producer", needs_db=False, env=env).amqp.ports == (6000,)

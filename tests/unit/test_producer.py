@@ -241,3 +241,27 @@ def test_the_page_is_html_and_self_contained(client: FlaskClient) -> None:
     page = response.get_data(as_text=True)
     assert "<form" in page and "/insert_record" in page and "/read_database" in page
     assert "http://" not in page and "https://" not in page  # no CDN, no font, no tracker
+
+
+def test_the_broker_thread_moves_to_the_next_node_after_each_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pika.exceptions
+
+    from common import logs
+    from common.config import AmqpSettings
+    from producer import broker as broker_module
+
+    settings = AmqpSettings.from_env({"RABBITMQ_HOST": "10.0.0.1", "RABBITMQ_USER": "app",
+                                      "RABBITMQ_PASSWORD": "pw", "RABBITMQ_PORTS": "5672,5673,5674"})
+    tried: list[int] = []
+    broker = broker_module.Broker(settings, "producer", logs.get("producer"))
+
+    def refuse(params: Any) -> None:
+        tried.append(params.port)
+        if len(tried) == 5:
+            broker.stop()
+        raise pika.exceptions.AMQPConnectionError("refused")
+
+    monkeypatch.setattr("pika.BlockingConnection", refuse)
+    monkeypatch.setattr("common.amqp.backoff", lambda attempt: 0.0)
+    broker._run()
+    assert tried == [5672, 5673, 5674, 5672, 5673]

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from scripts import stack
-from scripts.stack import SECRETS, Stack, amqp_login, parse_env_file
+from scripts.stack import COOKIE, SECRETS, Stack, amqp_login, node_ports, parse_env_file
 
 
 @pytest.fixture
 def no_volumes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stack, "docker_ok", lambda *args: False)
-    for key in SECRETS:
+    for key in (*SECRETS, COOKIE, "RABBITMQ_NODES"):
         monkeypatch.delenv(key, raising=False)
 
 
@@ -25,10 +25,11 @@ def test_first_run_writes_env_with_fresh_passwords(tmp_path: Path) -> None:
     written = parse_env_file(env_file)
     example = parse_env_file(stack.ROOT / ".env.example")
     assert set(written) == set(example)
-    passwords = [written[key] for key in SECRETS]
-    assert all(len(p) >= 24 for p in passwords) and len(set(passwords)) == len(SECRETS)
-    assert {k: v for k, v in written.items() if k not in SECRETS} == \
-        {k: v for k, v in example.items() if k not in SECRETS}
+    generated = (*SECRETS, COOKIE)
+    passwords = [written[key] for key in generated]
+    assert all(len(p) >= 24 for p in passwords) and len(set(passwords)) == len(generated)
+    assert {k: v for k, v in written.items() if k not in generated} == \
+        {k: v for k, v in example.items() if k not in generated}
 
 
 @pytest.mark.usefixtures("no_volumes")
@@ -69,3 +70,36 @@ def test_amqp_login_reports_an_unreachable_broker() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     assert amqp_login("127.0.0.1", port, "user", "pw") != ""
+
+
+@pytest.mark.usefixtures("no_volumes")
+def test_a_cluster_gets_a_cookie_in_an_env_from_before_clusters(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("RABBITMQ_PASSWORD=a\nMYSQL_PASSWORD=b\nMYSQL_ROOT_PASSWORD=c\n")
+    Stack(env_file).ensure_env_file()
+    assert COOKIE not in parse_env_file(env_file)  # one node needs none
+    monkeypatch.setenv("RABBITMQ_NODES", "3")
+    Stack(env_file).ensure_env_file()
+    cookie = parse_env_file(env_file)[COOKIE]
+    Stack(env_file).ensure_env_file()
+    assert len(cookie) >= 24 and parse_env_file(env_file)[COOKIE] == cookie
+
+
+def test_node_names_and_ports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RABBITMQ_NODES", "3")
+    monkeypatch.delenv("RABBITMQ_AMQP_PORTS", raising=False)
+    monkeypatch.setenv("RABBITMQ_AMQP_PORT", "5672")
+    system = Stack(tmp_path / "none.env")
+    system.load()
+    nodes = system.nodes()
+    assert [(n.container, n.hostname, n.volume, n.port) for n in nodes] == [
+        ("rabbitmq", "rabbitmq", "rabbitmq_data", 5672),
+        ("rabbitmq-2", "rabbitmq-2", "rabbitmq_data_2", 5673),
+        ("rabbitmq-3", "rabbitmq-3", "rabbitmq_data_3", 5674),
+    ]
+    assert nodes[2].name == "rabbit@rabbitmq-3"
+    assert node_ports({"RABBITMQ_NODES": "2", "RABBITMQ_AMQP_PORTS": "7000,7100"}) == [7000, 7100]
+    assert node_ports({}) == [5672]
+    with pytest.raises(SystemExit):
+        node_ports({"RABBITMQ_NODES": "3", "RABBITMQ_AMQP_PORTS": "7000,7100"})

@@ -1,0 +1,168 @@
+"""A copy of the system on a three-node RabbitMQ cluster: node loss and competing consumers.
+
+The copy has a compose project of its own (`<MSTEST_PROJECT>cluster`), so it
+runs beside the single-node copy of the other tests. Its load tables join the
+fault tables printed at the end of the session (tests/artifacts/faults.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from scripts.stack import Node
+from tests.faults.load import TABLES, Load, Table, account, settle
+from tests.support import (
+    PROJECT,
+    Stack,
+    copy_of_the_system,
+    docker,
+    every_consumer_answers,
+    restart_counts,
+    wait_until,
+)
+
+NODES = 3
+QUEUES = ("health_check", "insert_record", "delete_record", "read_database", "request_status")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Stack]:
+    yield from copy_of_the_system("cluster", f"{PROJECT}cluster", nodes=NODES)
+
+
+def record(table: Table) -> Table:
+    TABLES.append(table)
+    print("\n" + Table.HEADER + "\n" + table.row())
+    return table
+
+
+def running_nodes(stack: Stack) -> set[str]:
+    return set(json.loads(stack.rabbitmqctl("cluster_status", "--formatter", "json"))["running_nodes"])
+
+
+def queue_column(stack: Stack, column: str) -> dict[str, str]:
+    """One column of list_queues (leader, members, ...) by queue name."""
+    out = stack.rabbitmqctl("list_queues", "name", column, "--no-table-headers")
+    return {line.split("\t")[0]: line.split("\t")[1] for line in out.splitlines() if line}
+
+
+def node_named(stack: Stack, name: str) -> Node:
+    return next(node for node in stack.nodes() if node.name == name)
+
+
+def rejoined(stack: Stack, node: Node) -> bool:
+    """The node runs in the cluster again, and is an online member of every queue."""
+    online = queue_column(stack, "online")
+    return node.name in running_nodes(stack) and all(node.name in online[q] for q in QUEUES)
+
+
+def handled(stack: Stack, container: str, queue: str) -> float:
+    """Messages one consumer instance has handled from `queue`, from its own metrics."""
+    script = ("import urllib.request; print(urllib.request.urlopen("
+              "'http://127.0.0.1:9100/metrics', timeout=10).read().decode())")
+    metrics = docker("exec", container, "python", "-c", script)
+    prefix = f'consumer_messages_total{{outcome="ok",queue="{queue}"}}'
+    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(prefix))
+
+
+def test_every_queue_is_replicated_on_every_node(cluster: Stack) -> None:
+    names = {node.name for node in cluster.nodes()}
+    assert len(names) == NODES and running_nodes(cluster) == names
+    members = queue_column(cluster, "members")
+    for queue in (*QUEUES, *(f"{q}.dead" for q in QUEUES)):
+        assert {m.strip() for m in members[queue].strip("[]").split(",")} == names, (queue, members[queue])
+
+
+def test_scaled_consumers_compete_and_write_once(cluster: Stack) -> None:
+    services = ("consumer_two", "consumer_four")
+    up = ("up", "--detach", "--no-deps", "--no-recreate")  # the running instances stay as they are
+    cluster.compose_with({}, *up, "--scale", "consumer_two=3", "--scale", "consumer_four=2", *services)
+    try:
+        instances = {s: cluster.compose("ps", "-q", s).split() for s in services}
+        assert [len(instances["consumer_two"]), len(instances["consumer_four"])] == [3, 2]
+
+        def all_healthy() -> bool:
+            ids = [*instances["consumer_two"], *instances["consumer_four"]]
+            return all(docker("inspect", "-f", "{{.State.Health.Status}}", i).strip() == "healthy"
+                       for i in ids)
+
+        wait_until(all_healthy, timeout=90, interval=1)
+        before = {i: handled(cluster, i, "insert_record") for i in instances["consumer_two"]}
+        reads_before = {i: handled(cluster, i, "read_database") for i in instances["consumer_four"]}
+        load = Load(cluster, count=600, clients=16)
+        running = load.start()
+        with requests.Session() as session:
+            reads = [session.get(f"{cluster.base_url}/read_database", timeout=15).status_code
+                     for _ in range(40)]
+        running.result(timeout=300)
+        settle(cluster)
+        table = record(account(cluster, load,
+                               "consumer_two x3 and consumer_four x2 competing, 3 RabbitMQ nodes"))
+        inserts = {i: handled(cluster, i, "insert_record") - before[i] for i in instances["consumer_two"]}
+        read = {i: handled(cluster, i, "read_database") - reads_before[i] for i in instances["consumer_four"]}
+        print(f"\ninserts per consumer_two instance: {list(inserts.values())}; "
+              f"reads per consumer_four instance: {list(read.values())}")
+        assert reads == [200] * len(reads)
+        assert table.lost == table.duplicated == 0, table.row()
+        assert table.rows == table.statuses["201"] == load.count, table.row()
+        assert all(n > 0 for n in inserts.values()), inserts
+        assert all(n > 0 for n in read.values()), read
+        assert sum(inserts.values()) >= load.count
+    finally:
+        cluster.compose_with({}, *up, "--scale", "consumer_two=1", "--scale", "consumer_four=1", *services)
+
+
+def test_killing_the_node_that_leads_insert_record_loses_nothing(cluster: Stack) -> None:
+    leader = node_named(cluster, queue_column(cluster, "leader")["insert_record"])
+    clients_on_it = sum(1 for c in cluster.management("connections") if c["node"] == leader.name)
+    restarts = restart_counts(cluster)
+    load = Load(cluster, count=3000, clients=16)
+    running = load.start()
+    load.wait_for(600)
+    docker("kill", leader.container)  # SIGKILL: no goodbye to its clients or its peers
+    killed = time.monotonic()
+    wait_until(functools.partial(every_consumer_answers, cluster), timeout=60, interval=0.2)
+    recovered_s = time.monotonic() - killed
+    running.result(timeout=900)
+    load.retry_unconfirmed()
+    docker("start", leader.container)
+    wait_until(lambda: rejoined(cluster, leader), timeout=120, interval=1)
+    settle(cluster)
+    confirmed = sum(1 for s in load.sent if s.first_status in (201, 202))
+    table = record(account(cluster, load, f"RabbitMQ node leading insert_record, {clients_on_it} client "
+                                          f"connections on it, killed ({confirmed} confirmed at once; "
+                                          f"service back in {recovered_s:.1f} s)"))
+    assert table.lost == table.duplicated == 0, table.row()
+    assert table.statuses["other"] == 0, table.row()
+    # After a retry with its own X-Request-ID, every request has exactly one outcome.
+    assert [s for s in load.sent if s.status not in (201, 202)] == []
+    assert recovered_s <= 10, table.row()
+    assert restart_counts(cluster) == restarts, "a compose container was restarted"
+
+
+def test_stopping_a_node_no_client_uses_is_not_an_error(cluster: Stack) -> None:
+    # The management API (node 1's) may still be starting after the test before.
+    used = {c["node"] for c in wait_until(lambda: cluster.management("connections"), timeout=60)}
+    idle = [node for node in cluster.nodes() if node.name not in used]
+    assert idle, f"every node has clients: {used}"
+    node = idle[-1]
+    restarts = restart_counts(cluster)
+    load = Load(cluster, count=1500, clients=16)
+    running = load.start()
+    load.wait_for(300)
+    docker("stop", node.container)
+    running.result(timeout=900)
+    settle(cluster)
+    table = record(account(cluster, load, f"RabbitMQ node without clients ({node.number} of {NODES}) "
+                                          "stopped under load"))
+    docker("start", node.container)
+    wait_until(lambda: rejoined(cluster, node), timeout=120, interval=1)
+    assert table.statuses["201"] == load.count, table.row()
+    assert table.lost == table.duplicated == 0, table.row()
+    assert restart_counts(cluster) == restarts, "a compose container was restarted"
