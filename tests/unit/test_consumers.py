@@ -33,11 +33,14 @@ class FakeCursor:
             if srn in self.students:
                 raise mysql.connector.IntegrityError(msg="dup", errno=1062)
             self.students[srn] = (name, srn, section)
+        elif sql.startswith("SELECT name, srn, section FROM students WHERE srn > %s ORDER BY srn LIMIT %s"):
+            after, limit = params
+            self.result = [self.students[k] for k in sorted(self.students) if k > after][:limit]
         elif sql.startswith("SELECT name, srn, section FROM students WHERE"):
             row = self.students.get(params[0])
             self.result = [row] if row else []
-        elif sql.startswith("SELECT name, srn, section FROM students ORDER BY"):
-            self.result = [self.students[k] for k in sorted(self.students)]
+        elif sql.startswith("SELECT name, srn, section FROM students ORDER BY srn LIMIT %s"):
+            self.result = [self.students[k] for k in sorted(self.students)][: params[0]]
         elif sql.startswith("DELETE FROM students"):
             self.students.pop(params[0], None)
         elif sql.startswith("SELECT routing_key, fingerprint, reply FROM requests"):
@@ -102,8 +105,31 @@ def test_read_orders_by_srn() -> None:
     db = fake_db({"B": ("n2", "B", "x"), "A": ("n1", "A", "y")})
     result = read.handle(Message("r1", read.parse({})), db)
     assert [r["SRN"] for r in result["records"]] == ["A", "B"] and result["count"] == 2
+    assert result["next_after"] is None
     with pytest.raises(Invalid):
         read.parse({"unexpected": 1})
+
+
+def test_read_pages_walk_every_row_once_in_order() -> None:
+    students = {f"S{i:03d}": (f"n{i}", f"S{i:03d}", "x") for i in range(7)}
+    db, seen, after = fake_db(students), [], None
+    while True:
+        page = read.handle(Message("p", read.parse({"limit": 3, "after": after})), db)
+        assert page["count"] == len(page["records"]) <= 3
+        seen += [r["SRN"] for r in page["records"]]
+        after = page["next_after"]
+        if after is None:
+            break
+        assert after == seen[-1]
+    assert seen == sorted(students)
+
+
+@pytest.mark.parametrize("payload", [{"limit": 0}, {"limit": 10_001}, {"limit": "3"}, {"limit": True},
+                                     {"after": "bad srn"}, {"after": 5}])
+def test_read_refuses_a_bad_page(payload: dict[str, Any]) -> None:
+    with pytest.raises(Invalid) as caught:
+        read.parse(payload)
+    assert caught.value.code == "invalid_message"
 
 
 @pytest.fixture
@@ -151,3 +177,4 @@ def test_request_status_reads_the_ledger(worker: Worker) -> None:
     assert caught.value.code == "unknown_request"
     with pytest.raises(Invalid):
         read.parse_status({"request_id": "bad id"})
+
