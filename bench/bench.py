@@ -15,6 +15,8 @@ import argparse
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -220,6 +222,24 @@ print(json.dumps({{"single": single, "batched": batched, "p50": lat[len(lat) // 
             lambda session, _: session.get(f"{self.base}/livez", timeout=10).status_code == 200)
         return run.row()
 
+    def http_floor_wrk(self, clients: int) -> dict[str, Any] | None:
+        """The same floor measured by wrk, where it is installed: does the Python generator cap it?
+
+        Only a cross-check: every ratio is taken against the floor of the same (Python) generator.
+        """
+        wrk = shutil.which("wrk")
+        if wrk is None:
+            return None
+        seconds = f"{max(1, round(self.duration))}s"
+        out = subprocess.run([wrk, "-t", str(min(clients, 2)), "-c", str(clients), "-d", seconds, "--latency",
+                              f"{self.base}/livez"], capture_output=True, text=True, timeout=600).stdout
+        figures = dict(re.findall(r"^\s*(50|99)%\s+(\S+)$", out, re.MULTILINE))
+        rate = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
+        if rate is None:
+            return None
+        return {"what": "HTTP floor: GET /livez, by wrk", "clients": clients, "per_s": float(rate.group(1)),
+                "p50_ms": wrk_ms(figures.get("50", "")), "p99_ms": wrk_ms(figures.get("99", ""))}
+
     # ---- the system, end to end -------------------------------------------------------
 
     def inserts(self, clients: int, tag: str) -> dict[str, Any]:
@@ -370,6 +390,14 @@ c.commit()
         return peaks
 
 
+def wrk_ms(text: str) -> float:
+    """wrk's latency ("850.00us", "1.23ms", "2.01s") in milliseconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if match is None:
+        return float("nan")
+    return round(float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)], 2)
+
+
 def machine() -> dict[str, Any]:
     def version(*command: str) -> str:
         try:
@@ -411,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nceilings (same run, same containers, no project code)", file=sys.stderr)
     ceilings = [bench.confirmed_publish(), bench.round_trip(), *bench.database(),
                 *(bench.http_floor(c) for c in clients)]
+    ceilings += [row for c in clients if (row := bench.http_floor_wrk(c)) is not None]
 
     naive = []
     if not args.skip_naive:
