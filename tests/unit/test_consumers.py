@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+from collections import deque
 from typing import Any
 
 import mysql.connector
@@ -178,3 +181,102 @@ def test_request_status_reads_the_ledger(worker: Worker) -> None:
     with pytest.raises(Invalid):
         read.parse_status({"request_id": "bad id"})
 
+
+class Events:
+    """What the channel and the database did, in order."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[Any, ...]] = []
+
+
+class FakeChannel:
+    def __init__(self, events: Events) -> None:
+        self.events = events
+
+    def basic_publish(self, exchange: str, routing_key: str, body: bytes, properties: Any) -> None:
+        self.events.log.append(("reply", properties.correlation_id, json.loads(body)))
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        self.events.log.append(("ack", delivery_tag, multiple))
+
+    def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
+        self.events.log.append(("reject", delivery_tag, requeue))
+
+
+class FakeDatabase:
+    """Transactions over a FakeCursor: all of the work is kept on commit, none of it on an error."""
+
+    def __init__(self, events: Events) -> None:
+        self.cursor, self.events = FakeCursor(), events
+
+    def run(self, work: Any) -> Any:
+        saved = (dict(self.cursor.students), dict(self.cursor.requests))
+        try:
+            result = work(self.cursor)
+        except BaseException:
+            self.cursor.students, self.cursor.requests = saved
+            self.events.log.append(("rollback",))
+            raise
+        self.events.log.append(("commit",))
+        return result
+
+    def close(self) -> None: ...
+
+
+def delivery(handler: Any, tag: int, body: Any, *, redelivered: bool = False) -> Any:
+    from pika.spec import Basic, BasicProperties
+
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    props = BasicProperties(content_type="application/json", message_id=f"m{tag}", correlation_id=f"m{tag}",
+                            reply_to="caller")
+    return (handler, Basic.Deliver(delivery_tag=tag, redelivered=redelivered), props, raw)
+
+
+def run_inbox(worker: Worker, deliveries: list[Any]) -> tuple[Events, FakeDatabase]:
+    events = Events()
+    db = FakeDatabase(events)
+    worker.db = db  # type: ignore[assignment]
+    inbox = deque(deliveries)
+    while inbox:
+        worker._process_next(None, FakeChannel(events), inbox)
+    return events, db
+
+
+def test_a_batch_is_one_commit_then_replies_then_one_ack(worker: Worker) -> None:
+    bodies = [{"Name": "A", "SRN": "B1", "Section": "S"}, {"Name": "B", "SRN": "B2", "Section": "S"},
+              {"Name": "C", "SRN": "B1", "Section": "S"}]
+    events, db = run_inbox(worker, [delivery(insertion.HANDLER, n + 1, b) for n, b in enumerate(bodies)])
+    kinds = [e[0] for e in events.log]
+    assert kinds == ["commit", "reply", "reply", "reply", "ack"]  # nothing acknowledged before the commit
+    assert events.log[-1] == ("ack", 3, True)
+    replies = [e[2] for e in events.log if e[0] == "reply"]
+    assert [r["ok"] for r in replies] == [True, True, False] and replies[2]["error"] == "duplicate_srn"
+    assert set(db.cursor.students) == {"B1", "B2"} and set(db.cursor.requests) == {"m1", "m2", "m3"}
+
+
+def test_a_bad_message_in_a_batch_does_not_take_the_others(worker: Worker) -> None:
+    def handle(message: Message, cursor: Any) -> Any:
+        if message.payload["SRN"] == "BUG":
+            raise RuntimeError("a bug in the handler")
+        return insertion.handle(message, cursor)
+
+    buggy = dataclasses.replace(insertion.HANDLER, handle=handle)
+    inbox = [delivery(buggy, 1, {"Name": "A", "SRN": "G1", "Section": "S"}),
+             delivery(buggy, 2, b"not json"),
+             delivery(buggy, 3, {"Name": "B", "SRN": "BUG", "Section": "S"}),
+             delivery(buggy, 4, {"Name": "C", "SRN": "G2", "Section": "S"})]
+    events, db = run_inbox(worker, inbox)
+    assert set(db.cursor.students) == {"G1", "G2"} and set(db.cursor.requests) == {"m1", "m4"}
+    settled = {e[1]: e for e in events.log if e[0] in {"ack", "reject"}}
+    assert settled[2] == ("reject", 2, False) and settled[3] == ("reject", 3, False)
+    assert settled[1][0] == settled[4][0] == "ack"
+    # Every ack comes after a commit that holds its message.
+    assert events.log.index(settled[4]) > events.log.index(("commit",))
+
+
+def test_redelivered_messages_are_carried_out_alone(worker: Worker) -> None:
+    inbox = [delivery(insertion.HANDLER, n, {"Name": "A", "SRN": f"R{n}", "Section": "S"}, redelivered=True)
+             for n in (1, 2)]
+    events, _ = run_inbox(worker, inbox)
+    assert [e[0] for e in events.log] == ["commit", "reply", "ack", "commit", "reply", "ack"]
+    assert ("ack", 1, False) in events.log and ("ack", 2, False) in events.log
