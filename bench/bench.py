@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.clean_up()
     progress("done")
 
-    floor = {r["clients"]: r["per_s"] for r in ceilings if r["what"].startswith("HTTP floor")}
+    floor = {r["clients"]: r["per_s"] for r in ceilings if r["what"] == "HTTP floor: GET /livez"}
     single = next(r for r in ceilings if "one row per autocommit" in r["what"])
     rpc = next(r for r in ceilings if "direct reply-to" in r["what"])
     insert = {r["clients"]: r for r in end_to_end if r["what"] == "insert_record"}
