@@ -16,7 +16,9 @@ import argparse
 import json
 import os
 import platform
+import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -44,6 +46,8 @@ c = mysql.connector.connect(host="db", user=os.environ["MYSQL_USER"], password=o
     use_pure=True)
 """
 BENCH_TAG = "BENCH"
+# RabbitMQ's management statistics interval (collect_statistics_interval, 5 s by default), and a margin.
+STATS_INTERVAL_S = 5.5
 
 
 def progress(message: str) -> None:
@@ -216,10 +220,46 @@ print(json.dumps({{"single": single, "batched": batched, "p50": lat[len(lat) // 
             {"what": "MySQL insert, executemany batches of 100", "per_s": round(figures["batched"], 1)},
         ]
 
+    def raw_read(self) -> dict[str, Any]:
+        """P3's ceiling: SELECT every row, encode the answer as JSON (the consumers' client library)."""
+        script = DB_CONNECT + """
+cur = c.cursor()
+times = []
+for _ in range(3):
+    t0 = time.monotonic()
+    cur.execute("SELECT name, srn, section FROM students ORDER BY srn")
+    records = [{"Name": n, "SRN": s, "Section": x} for n, s, x in cur.fetchall()]
+    body = json.dumps({"records": records, "count": len(records)})
+    times.append(time.monotonic() - t0)
+print(json.dumps({"rows": len(records), "ms": sorted(times)[1] * 1000, "bytes": len(body)}))
+"""
+        figures = json.loads(self.in_network(script))
+        return {"what": f"SELECT {figures['rows']} rows + JSON encoding", "rows": figures["rows"],
+                "per_s": round(1000 / figures["ms"], 2), "p50_ms": round(figures["ms"], 1),
+                "json_mib": round(figures["bytes"] / 2**20, 1)}
+
     def http_floor(self, clients: int) -> dict[str, Any]:
         run = Run("HTTP floor: GET /livez", clients, self.duration).go(
             lambda session, _: session.get(f"{self.base}/livez", timeout=10).status_code == 200)
         return run.row()
+
+    def http_floor_wrk(self, clients: int) -> dict[str, Any] | None:
+        """The same floor measured by wrk, where it is installed: does the Python generator cap it?
+
+        Only a cross-check: every ratio is taken against the floor of the same (Python) generator.
+        """
+        wrk = shutil.which("wrk")
+        if wrk is None:
+            return None
+        seconds = f"{max(1, round(self.duration))}s"
+        out = subprocess.run([wrk, "-t", str(min(clients, 2)), "-c", str(clients), "-d", seconds, "--latency",
+                              f"{self.base}/livez"], capture_output=True, text=True, timeout=600).stdout
+        figures = dict(re.findall(r"^\s*(50|99)%\s+(\S+)$", out, re.MULTILINE))
+        rate = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
+        if rate is None:
+            return None
+        return {"what": "HTTP floor: GET /livez, by wrk", "clients": clients, "per_s": float(rate.group(1)),
+                "p50_ms": wrk_ms(figures.get("50", "")), "p99_ms": wrk_ms(figures.get("99", ""))}
 
     # ---- the system, end to end -------------------------------------------------------
 
@@ -237,9 +277,10 @@ print(json.dumps({{"single": single, "batched": batched, "p50": lat[len(lat) // 
             return response.status_code == 200
         return Run("delete_record", clients, self.duration).go(delete, max_requests=inserted).row()
 
-    def reads(self, clients: int, label: str) -> dict[str, Any]:
-        return Run(f"read_database ({label})", clients, self.duration).go(
+    def reads(self, clients: int, rows: int) -> dict[str, Any]:
+        row = Run(f"read_database ({rows} rows)", clients, self.duration).go(
             lambda session, _: session.get(f"{self.base}/read_database", timeout=60).status_code == 200).row()
+        return {**row, "rows": rows}
 
     def health(self, clients: int) -> dict[str, Any]:
         return Run("health_check", clients, self.duration).go(
@@ -274,23 +315,96 @@ c.commit()
 
     def in_network(self, script: str) -> str:
         """Run a Python script in consumer_two's container, on the compose network; its output."""
-        container = self.stack.compose("ps", "-q", "consumer_two", capture=True).stdout.split()[0]
-        return subprocess.run(["docker", "exec", "-i", container, "python", "-"], input=script,
-                              capture_output=True, text=True, check=True).stdout
+        return subprocess.run(["docker", "exec", "-i", self.container("consumer_two"), "python", "-"],
+                              input=script, capture_output=True, text=True, check=True).stdout
+
+    # ---- the naive design, as the baseline of P4 -----------------------------------------
+
+    def naive(self) -> list[dict[str, Any]]:
+        """bench/naive.py: a new AMQP connection per request, in the producer's image and gunicorn settings.
+
+        It runs on the compose network and reaches RabbitMQ the way the producer does, and the
+        same load generator measures it at the same client counts.
+        """
+        producer = self.container("producer")
+        inspect = json.loads(subprocess.run(["docker", "inspect", producer], capture_output=True, text=True,
+                                            check=True).stdout)[0]
+        network = next(iter(inspect["NetworkSettings"]["Networks"]))
+        env = dict(item.split("=", 1) for item in inspect["Config"]["Env"])
+        passed = {k: env[k] for k in ("RABBITMQ_HOST", "RABBITMQ_PORT", "RABBITMQ_USER", "RABBITMQ_PASSWORD")}
+        name = f"{self.stack.project}-bench-naive"
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        # Values travel as `--env NAME` from this process's environment, never on the command line.
+        subprocess.run([
+            "docker", "run", "--detach", "--name", name, "--network", network,
+            "--publish", "127.0.0.1::5000", "--volume", f"{ROOT / 'bench'}:/app/bench:ro",
+            *(a for key in passed for a in ("--env", key)), inspect["Image"],
+            "gunicorn", "--worker-class", "gthread", "--workers", self.stack.get("GUNICORN_WORKERS"),
+            "--threads", self.stack.get("GUNICORN_THREADS"), "--keep-alive", "5", "--timeout", "30",
+            "--bind", "0.0.0.0:5000", "bench.naive:create_app()",
+        ], env={**os.environ, **passed}, capture_output=True, check=True)
+        try:
+            port = subprocess.run(["docker", "port", name, "5000/tcp"], capture_output=True, text=True,
+                                  check=True).stdout.split()[0].rsplit(":", 1)[1]
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if requests.get(f"{base}/livez", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    time.sleep(0.5)
+            rows = []
+            for clients in self.clients:
+                before = self.connections_created()
+
+                def insert(session: requests.Session, n: int, clients: int = clients) -> bool:
+                    record = {"Name": "Bench", "SRN": f"NAIVE{clients:02d}{n:07d}", "Section": "B"}
+                    return session.post(f"{base}/insert_record", json=record, timeout=30).status_code == 201
+
+                run = Run("naive: insert_record, a connection per request", clients, self.duration)
+                row = run.go(insert).row()
+                row["connections_per_request"] = round(
+                    (self.connections_created(settled=True) - before) / max(1, row["requests"]), 3)
+                rows.append(row)
+            return rows
+        finally:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+            connection = pika.BlockingConnection(self.amqp)
+            connection.channel().queue_delete("bench.naive")
+            connection.close()
+
+    def container(self, service: str) -> str:
+        return self.stack.compose("ps", "-q", service, capture=True).stdout.split()[0]
 
     # ---- what the run cost -------------------------------------------------------------
 
-    def connections_created(self) -> int:
+    def connections_created(self, settled: bool = False) -> int:
+        """RabbitMQ's count of connections opened since it started (management API).
+
+        The management API refreshes it every few seconds; `settled` waits until it stops moving.
+        """
         port = self.stack.get("RABBITMQ_MANAGEMENT_PORT")
-        overview = requests.get(f"http://127.0.0.1:{port}/api/overview", timeout=10, auth=(
-            self.stack.get("RABBITMQ_USER"), self.stack.get("RABBITMQ_PASSWORD"))).json()
-        return int(overview.get("churn_rates", {}).get("connection_created", 0))
+
+        def read() -> int:
+            overview = requests.get(f"http://127.0.0.1:{port}/api/overview", timeout=10, auth=(
+                self.stack.get("RABBITMQ_USER"), self.stack.get("RABBITMQ_PASSWORD"))).json()
+            return int(overview.get("churn_rates", {}).get("connection_created", 0))
+
+        value = read()
+        deadline = time.monotonic() + 30
+        while settled and time.monotonic() < deadline:
+            progress("waiting for RabbitMQ's connection statistics to settle")
+            time.sleep(STATS_INTERVAL_S)
+            value, last = read(), value
+            if value == last:
+                break
+        return value
 
     def peak_memory_mib(self) -> dict[str, float]:
         peaks = {}
         for service in ("producer", "consumer_two", "consumer_four"):
-            container = self.stack.compose("ps", "-q", service, capture=True).stdout.split()[0]
-            out = subprocess.run(["docker", "exec", container, "sh", "-c",
+            out = subprocess.run(["docker", "exec", self.container(service), "sh", "-c",
                                   "cat /sys/fs/cgroup/memory.peak 2>/dev/null"
                                   " || cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes"],
                                  capture_output=True, text=True).stdout.strip()
@@ -371,6 +485,12 @@ def compare_nodes(stack: Stack, counts: list[int], clients: list[int], duration:
         "inserts": rows, "ratios": ratios}, indent=2) + "\n")
     print(f"\nwritten to {RESULTS / 'nodes.json'}")
     return 0 if all(r["errors"] == 0 for r in rows) else 1
+def wrk_ms(text: str) -> float:
+    """wrk's latency ("850.00us", "1.23ms", "2.01s") in milliseconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if match is None:
+        return float("nan")
+    return round(float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)], 2)
 
 
 def machine() -> dict[str, Any]:
@@ -402,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-100k", action="store_true", help="skip reading with 100,000 rows")
     parser.add_argument("--nodes", help="only compare inserts on copies with these RabbitMQ node counts, "
                         "e.g. 1,3 (each a copy of its own, deleted afterwards)")
+    parser.add_argument("--skip-naive", action="store_true", help="skip the naive design's baseline (P4)")
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env")
     args = parser.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",")]
@@ -417,31 +538,40 @@ def main(argv: list[str] | None = None) -> int:
     print("\nceilings (same run, same containers, no project code)", file=sys.stderr)
     ceilings = [bench.confirmed_publish(), bench.round_trip(), *bench.database(),
                 *(bench.http_floor(c) for c in clients)]
+    ceilings += [row for c in clients if (row := bench.http_floor_wrk(c)) is not None]
+
+    naive = []
+    if not args.skip_naive:
+        print("\nthe naive design: a new connection per request (bench/naive.py)", file=sys.stderr)
+        naive = bench.naive()
 
     print("\nend to end", file=sys.stderr)
-    created_before = bench.connections_created()
+    created_before = bench.connections_created(settled=True)
     end_to_end: list[dict[str, Any]] = []
     inserted = {}
     for c in clients:
         end_to_end.append(bench.inserts(c, tag))
         inserted[c] = end_to_end[-1]["requests"]
     bench.seed(1000)
+    rows = bench.rows_in_table()
     for c in clients:
-        end_to_end.append(bench.reads(c, f"{bench.rows_in_table()} rows"))
+        end_to_end.append(bench.reads(c, rows))
     for c in clients:
         end_to_end.append(bench.deletes(c, tag, inserted[c]))
         end_to_end.append(bench.health(c))
-    requests_sent = sum(r["requests"] for r in end_to_end)
     if not args.skip_100k:
         bench.seed(100_000)
+        ceilings.append(bench.raw_read())
+        rows = bench.rows_in_table()
         for c in clients:
-            end_to_end.append(bench.reads(c, f"{bench.rows_in_table()} rows"))
-    created = bench.connections_created() - created_before
+            end_to_end.append(bench.reads(c, rows))
+    requests_sent = sum(r["requests"] for r in end_to_end)
+    created = bench.connections_created(settled=True) - created_before
     memory = bench.peak_memory_mib()
     bench.clean_up()
     progress("done")
 
-    floor = {r["clients"]: r["per_s"] for r in ceilings if r["what"].startswith("HTTP floor")}
+    floor = {r["clients"]: r["per_s"] for r in ceilings if r["what"] == "HTTP floor: GET /livez"}
     single = next(r for r in ceilings if "one row per autocommit" in r["what"])
     rpc = next(r for r in ceilings if "direct reply-to" in r["what"])
     insert = {r["clients"]: r for r in end_to_end if r["what"] == "insert_record"}
@@ -456,22 +586,35 @@ def main(argv: list[str] | None = None) -> int:
         budget = 2.5 * (rpc["p50_ms"] + single["p50_ms"])
         targets.append({"target": "P2 insert p50 @1 / (round trip p50 + insert p50) <= 2.5",
                         "ratio": round(insert[1]["p50_ms"] / (budget / 2.5), 2)})
+    raw_read = next((r for r in ceilings if "rows" in r), None)
+    big_read = next((r for r in end_to_end
+                     if raw_read and r.get("rows") == raw_read["rows"] and r["clients"] == 1), None)
+    if raw_read and big_read:
+        targets.append({"target": "P3 read of every row @1 / (SELECT + JSON) <= 2",
+                        "ratio": round(big_read["p50_ms"] / raw_read["p50_ms"], 2)})
     targets.append({"target": "P4 AMQP connections opened per request == 0",
                     "ratio": round(created / max(1, requests_sent), 4)})
+    for row in naive:
+        if row["clients"] in insert:
+            targets.append({"target": f"P4 inserts @{row['clients']} / naive design's >= 5",
+                            "ratio": round(insert[row["clients"]]["per_s"] / max(row["per_s"], 0.1), 2)})
     for t in targets:
         limit = float(t["target"].rsplit(" ", 1)[1])
         t["met"] = "yes" if (t["ratio"] >= limit if ">=" in t["target"] else
                              t["ratio"] <= limit if "<=" in t["target"] else t["ratio"] == limit) else "no"
 
-    show(ceilings, ["what", "clients", "per_s", "p50_ms", "p99_ms"])
+    show(ceilings, ["what", "clients", "per_s", "p50_ms", "p99_ms", "json_mib"])
     show(end_to_end, ["what", "clients", "requests", "per_s", "p50_ms", "p95_ms", "p99_ms", "errors"])
+    if naive:
+        show(naive, ["what", "clients", "requests", "per_s", "p50_ms", "p95_ms", "p99_ms", "errors",
+                     "connections_per_request"])
     print(f"\npeak memory (MiB): {memory}; AMQP connections opened during the end-to-end run: {created}")
     show(targets, ["target", "ratio", "met"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps({
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
         "settings": {"duration_s": args.duration, "clients": clients},
-        "ceilings": ceilings, "end_to_end": end_to_end, "peak_memory_mib": memory,
+        "ceilings": ceilings, "naive": naive, "end_to_end": end_to_end, "peak_memory_mib": memory,
         "connections_created": created, "targets": targets}, indent=2) + "\n")
     print(f"\nwritten to {RESULTS / 'latest.json'}")
     return 0

@@ -27,7 +27,16 @@ from pika.spec import Basic, BasicProperties
 
 from common import amqp, logs, metrics, topology
 from common.config import ConfigError, Settings
-from common.db import Cursor, Database, DatabaseAway, LedgerConflict, ledger_lookup, ledger_record
+from common.db import (
+    Cursor,
+    Database,
+    DatabaseAway,
+    LedgerConflict,
+    LedgerEntry,
+    ledger_lookup,
+    ledger_lookup_many,
+    ledger_record,
+)
 from common.messages import (
     CONTENT_TYPE,
     REQUEST_ID_PATTERN,
@@ -60,6 +69,9 @@ class Handler:
     ledger: bool = False
     # Reads: a message older than REQUEST_TIMEOUT_S has nobody waiting for it.
     expires: bool = False
+    # Commit the messages already delivered together, in one transaction, and ack them
+    # together after it: a commit per message is the write path's ceiling.
+    batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,17 +152,78 @@ class Worker:
                 ALIVE_FILE.touch()
                 connection.process_data_events(time_limit=1)
                 while inbox:
-                    self._process(connection, channel, *inbox.popleft())
+                    self._process_next(connection, channel, inbox)
             # SIGTERM: take no more, finish what was already delivered, then go.
             for tag in tags:
                 channel.basic_cancel(tag)
             while inbox:
-                self._process(connection, channel, *inbox.popleft())
+                self._process_next(connection, channel, inbox)
         finally:
             ALIVE_FILE.unlink(missing_ok=True)
             if connection.is_open:
                 with contextlib.suppress(pika.exceptions.AMQPError):
                     connection.close()
+
+    def _process_next(self, connection: pika.BlockingConnection, channel: BlockingChannel,
+                      inbox: deque[Delivery]) -> None:
+        """The next delivery, or for a batch handler every delivery of its queue waiting in line.
+
+        A redelivered message is carried out alone: should it be poison that kills the
+        consumer, it must not take messages that only shared its batch to their delivery limit.
+        """
+        first = inbox.popleft()
+        batch = [first]
+        if first[0].batch and not first[0].expires and not first[1].redelivered:
+            while inbox and inbox[0][0] is first[0] and not inbox[0][1].redelivered:
+                batch.append(inbox.popleft())
+        if len(batch) == 1:
+            self._process(connection, channel, *first)
+        else:
+            self._process_batch(connection, channel, batch)
+
+    def _process_batch(self, connection: pika.BlockingConnection, channel: BlockingChannel,
+                       batch: list[Delivery]) -> None:
+        """Several messages of one queue in one transaction, acknowledged together after its commit.
+
+        Deliveries are settled in the order they came, so when the batch is
+        acknowledged with `multiple` every earlier delivery is settled already.
+        Should one message break the transaction, it is rolled back whole and
+        each message is carried out alone, so the bad one is set aside by
+        itself and never takes the others with it.
+        """
+        handler = batch[0][0]
+        started = time.monotonic()
+        valid: list[tuple[Delivery, str, dict[str, Any]]] = []
+        for delivery in batch:
+            _, _, props, body = delivery
+            request_id = props.message_id or props.correlation_id or ""
+            try:
+                valid.append((delivery, request_id, self._parse(handler, request_id, props, body)))
+            except Invalid:
+                self._process(connection, channel, *delivery)  # dead-letters it, as alone
+        if not valid:
+            return
+        try:
+            replies = self._carry_out(connection, handler, [(rid, payload) for _, rid, payload in valid])
+        except Stopping:
+            raise
+        except Exception:  # a bug: find the message that has it, one transaction each
+            self.log.warning("batch_rolled_back", queue=handler.routing_key, messages=len(valid),
+                             request_ids=[rid for _, rid, _ in valid])
+            for delivery, _, _ in valid:
+                self._process(connection, channel, *delivery)
+            return
+        for (delivery, _, _), reply in zip(valid, replies, strict=True):
+            self._reply(channel, delivery[2], reply)
+        channel.basic_ack(valid[-1][0][1].delivery_tag, multiple=True)  # only now: after the commit
+        seconds = time.monotonic() - started
+        for (_, request_id, _), reply in zip(valid, replies, strict=True):
+            metrics.MESSAGES.labels(handler.routing_key, "ok" if reply["ok"] else "refused").inc()
+            metrics.HANDLING.labels(handler.routing_key).observe(seconds)
+            self.log.info(
+                "message_handled", request_id=request_id, queue=handler.routing_key,
+                ok=reply["ok"], error=reply.get("error"), ms=round(seconds * 1000, 1), batch=len(valid),
+            )
 
     def _process(
         self,
@@ -183,7 +256,7 @@ class Worker:
             return
 
         try:
-            reply = self._carry_out(connection, handler, request_id, payload)
+            [reply] = self._carry_out(connection, handler, [(request_id, payload)])
         except Stopping:
             raise
         except Exception:  # a bug, not the database: keep the message for a person
@@ -233,24 +306,22 @@ class Worker:
         self,
         connection: pika.BlockingConnection,
         handler: Handler,
-        request_id: str,
-        payload: dict[str, Any],
-    ) -> dict[str, Any]:
-        """The reply for a message, retrying the database for as long as it is away."""
+        work: list[tuple[str, dict[str, Any]]],
+    ) -> list[dict[str, Any]]:
+        """The replies for messages (request id, payload), all in one transaction, retrying
+        the database for as long as it is away."""
         if self.db is None or not handler.uses_db:
-            return self._answer(handler, request_id, payload, None)
+            return [self._answer(handler, request_id, payload, None) for request_id, payload in work]
         attempt = 0
         while True:
             try:
-                return self.db.run(
-                    lambda cursor: self._transaction(handler, cursor, request_id, payload)
-                )
+                return self.db.run(lambda cursor: self._transactions(handler, cursor, work))
             except DatabaseAway as exc:
                 if self.stopping:
                     raise Stopping() from exc
                 delay = amqp.backoff(attempt)
                 self.log.warning(
-                    "database_unavailable", request_id=request_id, error=str(exc),
+                    "database_unavailable", request_id=work[0][0], messages=len(work), error=str(exc),
                     retry_in_s=round(delay, 2),
                 )
                 attempt += 1
@@ -260,14 +331,27 @@ class Worker:
                 # is in the ledger now, and the next attempt returns it.
                 continue
 
+    def _transactions(
+        self, handler: Handler, cursor: Cursor, work: list[tuple[str, dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """The work of several messages in the transaction in hand; for a batch, the ledger is
+        read once for all of them (a round trip per message was most of a batch's cost)."""
+        known = None
+        if handler.ledger and len(work) > 1:
+            known = ledger_lookup_many(cursor, [request_id for request_id, _ in work])
+        return [self._transaction(handler, cursor, request_id, payload, known)
+                for request_id, payload in work]
+
     def _transaction(
-        self, handler: Handler, cursor: Cursor, request_id: str, payload: dict[str, Any]
+        self, handler: Handler, cursor: Cursor, request_id: str, payload: dict[str, Any],
+        known: dict[str, LedgerEntry] | None = None,
     ) -> dict[str, Any]:
+        """One message's work and its ledger entry; `known`: the ledger as read for its batch."""
         if not handler.ledger:
             return self._answer(handler, request_id, payload, cursor)
         key = handler.routing_key
         asked = fingerprint(key, payload)
-        done = ledger_lookup(cursor, request_id)
+        done = known.get(request_id) if known is not None else ledger_lookup(cursor, request_id)
         if done is not None:
             if done.fingerprint != asked:
                 return error_reply(
@@ -278,6 +362,8 @@ class Worker:
             return done.reply
         reply = self._answer(handler, request_id, payload, cursor)
         ledger_record(cursor, request_id, key, asked, reply)
+        if known is not None:  # the same request id again later in the batch finds this answer
+            known[request_id] = LedgerEntry(key, asked, reply)
         return reply
 
     def _answer(

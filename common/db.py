@@ -71,24 +71,39 @@ class Database:
     def __init__(self, settings: DbSettings):
         self.settings = settings
         self._conn: MySQLConnectionAbstract | PooledMySQLConnection | None = None
+        # One cursor for the connection's life: conn.cursor() pings the server each time.
+        self._cursor: Cursor | None = None
+        # A transaction ended without a commit or a rollback that succeeded.
+        self._dirty = False
 
     def run(self, work: Callable[[Cursor], T]) -> T:
-        """Run `work` in one transaction and commit it; roll back if it raises."""
+        """Run `work` in one transaction and commit it; roll back if it raises.
+
+        Round trips are the cost of a small transaction, so none is spent on
+        what is already known: a rollback only after a transaction that did
+        not end cleanly, a new cursor only with a new connection.
+        """
         try:
             if self._conn is None:
                 self._conn = connect(self.settings)
+                self._cursor, self._dirty = None, False
             conn = self._conn
-            conn.rollback()  # start clean, whatever an earlier failure left behind
-            cursor = conn.cursor()
+            if self._dirty:
+                conn.rollback()  # start clean, whatever an earlier failure left behind
+                self._dirty = False
+            if self._cursor is None:
+                self._cursor = conn.cursor()
+            cursor = self._cursor
+            self._dirty = True
             try:
                 result = work(cursor)
                 conn.commit()
-                return result
             except BaseException:
                 conn.rollback()
+                self._dirty = False
                 raise
-            finally:
-                cursor.close()
+            self._dirty = False
+            return result
         except (mysql.connector.InterfaceError, mysql.connector.OperationalError) as exc:
             self.close()
             raise DatabaseAway(str(exc)) from exc
@@ -98,7 +113,7 @@ class Database:
             raise
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._cursor = self._conn, None, None
         if conn is not None:
             with contextlib.suppress(mysql.connector.Error):
                 conn.close()
@@ -149,6 +164,17 @@ def ledger_lookup(cursor: Cursor, request_id: str) -> LedgerEntry | None:
         return None
     routing_key, fingerprint, reply = row
     return LedgerEntry(str(routing_key), str(fingerprint), json.loads(str(reply)))
+
+
+def ledger_lookup_many(cursor: Cursor, request_ids: list[str]) -> dict[str, LedgerEntry]:
+    """ledger_lookup for several request ids in one round trip: those that are done."""
+    marks = ", ".join(["%s"] * len(request_ids))
+    cursor.execute(
+        f"SELECT request_id, routing_key, fingerprint, reply FROM requests WHERE request_id IN ({marks})",
+        tuple(request_ids),
+    )
+    return {str(rid): LedgerEntry(str(key), str(fp), json.loads(str(reply)))
+            for rid, key, fp, reply in cursor.fetchall()}
 
 
 def ledger_record(

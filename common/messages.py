@@ -18,6 +18,11 @@ from typing import Any
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SRN_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 MESSAGE_MAX = 256
+# The most rows in one page of read_database (and so in one reply on the bus).
+PAGE_MAX = 10_000
+# Rows per page when the producer walks the table for a plain GET /read_database,
+# and the page size of ?after= without ?limit=.
+READ_PAGE = 5000
 
 # Field name -> (maximum length, accepted spellings).
 RECORD_FIELDS: dict[str, tuple[int, tuple[str, ...]]] = {
@@ -67,6 +72,22 @@ def clean_srn(value: Any, *, field: str = "SRN") -> str:
             "invalid_parameter", f"{field} must be 1-32 letters, digits, '-' or '_'."
         )
     return srn.upper()
+
+
+def clean_page(limit: Any, after: Any) -> tuple[int, str | None]:
+    """A page of read_database: `limit` 1..PAGE_MAX rows after the SRN `after` (None: from the start).
+
+    Takes the query string's text or the message's JSON values.
+    """
+    if isinstance(limit, str) and limit.strip().isdigit():
+        limit = int(limit)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= PAGE_MAX:
+        raise Invalid("invalid_parameter", f"'limit' must be a whole number from 1 to {PAGE_MAX}.")
+    if after is not None:
+        if not isinstance(after, str) or not SRN_PATTERN.fullmatch(after.strip()):
+            raise Invalid("invalid_parameter", "'after' must be an SRN: 1-32 letters, digits, '-' or '_'.")
+        after = after.strip().upper()
+    return limit, after
 
 
 def clean_health_message(value: Any) -> str:

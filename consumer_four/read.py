@@ -1,4 +1,10 @@
-"""consumer_four: reads every record (ordered by SRN), and the stored answers of finished writes."""
+"""consumer_four: reads records a page at a time (ordered by SRN), and the stored answers of finished writes.
+
+A page is at most PAGE_MAX rows, so its reply stays far below RabbitMQ's
+message size limit (16 MiB by default) however large the table grows: at
+most about 600 bytes of JSON per row makes 6 MB. The producer walks the
+pages to answer a plain GET /read_database.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,38 @@ from typing import Any
 
 from common.consumer import Handler, Message, run
 from common.db import Cursor, ledger_lookup, rows
-from common.messages import REQUEST_ID_PATTERN, Invalid, Refused
+from common.messages import PAGE_MAX, REQUEST_ID_PATTERN, Invalid, Refused, clean_page
 from common.topology import READ_DATABASE, REQUEST_STATUS
 
 
 def parse(payload: dict[str, Any]) -> dict[str, Any]:
-    if payload:
-        raise Invalid("invalid_message", "read_database takes no parameters.")
-    return {}
+    """{"limit": 1..PAGE_MAX (default PAGE_MAX), "after": an SRN or null}; nothing else."""
+    extra = set(payload) - {"limit", "after"}
+    if extra:
+        raise Invalid("invalid_message", f"read_database takes only limit and after, not {sorted(extra)}.")
+    limit = payload.get("limit", PAGE_MAX)
+    if not isinstance(limit, int):  # clean_page takes the query string's text too; a message has numbers
+        raise Invalid("invalid_message", "limit must be a number.")
+    try:
+        limit, after = clean_page(limit, payload.get("after"))
+    except Invalid as exc:
+        raise Invalid("invalid_message", exc.message) from None
+    return {"limit": limit, "after": after}
 
 
-def handle(_message: Message, db: Cursor) -> dict[str, Any]:
-    db.execute("SELECT name, srn, section FROM students ORDER BY srn")
-    records = [{"Name": name, "SRN": srn, "Section": section} for name, srn, section in rows(db)]
-    return {"records": records, "count": len(records)}
+def handle(message: Message, db: Cursor) -> dict[str, Any]:
+    """One page after the cursor (keyset paging: the primary key's order, no OFFSET to skip past)."""
+    limit, after = message.payload["limit"], message.payload["after"]
+    # One row more than asked says whether another page follows.
+    if after is None:
+        db.execute("SELECT name, srn, section FROM students ORDER BY srn LIMIT %s", (limit + 1,))
+    else:
+        db.execute("SELECT name, srn, section FROM students WHERE srn > %s ORDER BY srn LIMIT %s",
+                   (after, limit + 1))
+    found = rows(db)
+    records = [{"Name": name, "SRN": srn, "Section": section} for name, srn, section in found[:limit]]
+    more = len(found) > limit
+    return {"records": records, "count": len(records), "next_after": records[-1]["SRN"] if more else None}
 
 
 def parse_status(payload: dict[str, Any]) -> dict[str, Any]:

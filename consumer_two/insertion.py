@@ -1,4 +1,4 @@
-"""consumer_two: inserts a student record."""
+"""consumer_two: inserts student records, those already delivered together in one transaction."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
     return {"record": record}
 
 
-HANDLER = Handler(INSERT_RECORD, record_from_json, handle, ledger=True)
+HANDLER = Handler(INSERT_RECORD, record_from_json, handle, ledger=True, batch=True)
 
 if __name__ == "__main__":
     run("consumer_two", HANDLER)

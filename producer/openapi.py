@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.inventory import NAME_MAX, QUANTITY_MAX
-from common.messages import MESSAGE_MAX, RECORD_FIELDS, REQUEST_ID_PATTERN, SRN_PATTERN
+from common.messages import MESSAGE_MAX, PAGE_MAX, READ_PAGE, RECORD_FIELDS, REQUEST_ID_PATTERN, SRN_PATTERN
 
 JSON = "application/json"
 REQUEST_ID_HEADER = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
@@ -117,12 +117,29 @@ def document() -> dict[str, Any]:
                               **ACCEPTED, **_errors(400, 409, 413, 415, 503)},
             }},
             "/read_database": {"get": {
-                "summary": "Every record, ordered by SRN (consumer_four)",
-                "parameters": [REQUEST_ID],
-                "responses": {"200": _json(_object({"records": {"type": "array", "items": record},
-                                                    "count": {"type": "integer", "minimum": 0}}),
-                                           "All records"),
-                              **_errors(503, 504)},
+                "summary": "Every record, or one page of them, ordered by SRN (consumer_four)",
+                "description": (
+                    "Without `limit` and `after`: every record, sent as it is read, page by page, so "
+                    "the answer has no size limit. With either: one page, and `next_after` to pass as "
+                    "`after` for the next one (null on the last page). A plain answer that fails "
+                    "after its first page is cut short: the body is then not valid JSON."),
+                "parameters": [
+                    REQUEST_ID,
+                    {"name": "limit", "in": "query", "required": False,
+                     "description": f"Rows in the page, 1-{PAGE_MAX} (default {READ_PAGE})",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX}},
+                    {"name": "after", "in": "query", "required": False,
+                     "description": "The page starts after this SRN: the previous page's `next_after`",
+                     "schema": SRN},
+                ],
+                "responses": {"200": _json({"oneOf": [
+                    _object({"records": {"type": "array", "items": record},
+                             "count": {"type": "integer", "minimum": 0}}),
+                    _object({"records": {"type": "array", "items": record},
+                             "count": {"type": "integer", "minimum": 0, "description": "Rows in this page"},
+                             "next_after": {"oneOf": [SRN, {"type": "null"}]}}),
+                ]}, "All records, or one page of them"),
+                              **_errors(400, 503, 504)},
             }},
             "/delete_record": {"get": {
                 "summary": "Delete the record of one SRN (consumer_three)",

@@ -11,19 +11,22 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, send_file
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, send_file, stream_with_context
 from werkzeug.exceptions import HTTPException
 
 from common import logs
 from common.config import Settings
 from common.inventory import clean_delta, clean_item, clean_order, clean_sku
 from common.messages import (
+    READ_PAGE,
     REQUEST_ID_PATTERN,
     Invalid,
     clean_health_message,
+    clean_page,
     clean_record,
     clean_srn,
     request_id_from,
@@ -210,9 +213,53 @@ def insert_record() -> Response:
     return _dispatch(INSERT_RECORD, _record_from_body(), status=201, write=True)
 
 
+def _read_page(limit: int, after: str | None) -> dict[str, Any]:
+    reply = _ask(READ_DATABASE, stamped({"limit": limit, "after": after}))
+    if reply is None:
+        raise ApiError("consumer_timeout", "No consumer answered in time; try again.")
+    if not reply.get("ok"):
+        _respond(reply, 200)  # raises the consumer's error
+    result: dict[str, Any] = reply["result"]
+    return result
+
+
 @api.get("/read_database")
 def read_database() -> Response:
-    return _dispatch(READ_DATABASE, stamped({}), status=200, write=False)
+    """One page with ?limit= and/or ?after=; without them, every record.
+
+    Every record is sent as it is read, page by page, so no message on the bus
+    nears RabbitMQ's size limit and memory stays flat however large the table.
+    """
+    limit, after = _one_arg("limit"), _one_arg("after")
+    if limit is not None or after is not None:
+        page = _read_page(*clean_page(READ_PAGE if limit is None else limit, after))
+        return jsonify(page)
+    first = _read_page(READ_PAGE, None)  # errors before the first byte get their own status
+    if first["next_after"] is None:
+        return jsonify({"records": first["records"], "count": first["count"]})
+    return Response(stream_with_context(_every_record(first)), mimetype="application/json")
+
+
+def _every_record(page: dict[str, Any]) -> Iterator[str]:
+    """The JSON of every record, from the first page on; a later failure cuts the body short.
+
+    An incomplete body is invalid JSON, so no client can take it for the whole table.
+    """
+    dumps = current_app.json.dumps
+    count = 0
+    yield '{"records": ['
+    while True:
+        if page["records"]:
+            yield ("," if count else "") + dumps(page["records"])[1:-1]
+        count += page["count"]
+        if page["next_after"] is None:
+            break
+        try:
+            page = _read_page(READ_PAGE, page["next_after"])
+        except ApiError as exc:
+            current_app.extensions["log"].error("read_cut_short", request_id=g.request_id, error=exc.code)
+            raise
+    yield f'], "count": {count}}}'
 
 
 @api.get("/delete_record")

@@ -39,17 +39,19 @@ def run_as_written(command: str, stack: Stack, sku: str = "PEN-BLUE") -> Any:
 
 def test_readme_curl_examples(stack: Stack) -> None:
     commands = commands_in("Using it", "curl ")
-    assert len(commands) == 7, commands
+    assert len(commands) == 8, commands
     for srn in ("PES1UG21CS001", "PES1UG21CS002"):  # a clean start, so the examples answer as shown
         requests.get(f"{stack.base_url}/delete_record", params={"SRN": srn}, timeout=15)
 
     answers = [run_as_written(c, stack) for c in commands]
-    health, insert_json, insert_form, read, update, delete, error = answers
+    health, insert_json, insert_form, read, page, update, delete, error = answers
     assert health == {"status": "ok", "message": "hello", "consumer": "consumer_one"}
     assert insert_json == {"record": {"Name": "Asha Rao", "SRN": "PES1UG21CS001", "Section": "A"}}
     assert insert_form == {"record": {"Name": "Ravi Kumar", "SRN": "PES1UG21CS002", "Section": "B"}}
     assert {"PES1UG21CS001", "PES1UG21CS002"} <= {r["SRN"] for r in read["records"]}
     assert read["count"] == len(read["records"])
+    assert page["records"][0] == {"Name": "Ravi Kumar", "SRN": "PES1UG21CS002", "Section": "B"}
+    assert page["count"] == 1 and "next_after" in page
     assert update == {"record": {"Name": "Ravi Kumar", "SRN": "PES1UG21CS002", "Section": "C"}}
     assert delete == {"deleted": {"Name": "Asha Rao", "SRN": "PES1UG21CS001", "Section": "A"}}
     assert error["error"] == "invalid_record"

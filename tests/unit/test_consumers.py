@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+from collections import deque
 from typing import Any
 
 import mysql.connector
@@ -25,21 +28,28 @@ class FakeCursor:
         self.students = students if students is not None else {}
         self.requests: dict[str, tuple[str, str, str]] = {}
         self.result: list[tuple[Any, ...]] = []
+        self.statements: list[str] = []
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self.statements.append(sql)
         verb = " ".join(sql.split()[:4])
         if sql.startswith("INSERT INTO students"):
             srn, name, section, _rid = params
             if srn in self.students:
                 raise mysql.connector.IntegrityError(msg="dup", errno=1062)
             self.students[srn] = (name, srn, section)
+        elif sql.startswith("SELECT name, srn, section FROM students WHERE srn > %s ORDER BY srn LIMIT %s"):
+            after, limit = params
+            self.result = [self.students[k] for k in sorted(self.students) if k > after][:limit]
         elif sql.startswith("SELECT name, srn, section FROM students WHERE"):
             row = self.students.get(params[0])
             self.result = [row] if row else []
-        elif sql.startswith("SELECT name, srn, section FROM students ORDER BY"):
-            self.result = [self.students[k] for k in sorted(self.students)]
+        elif sql.startswith("SELECT name, srn, section FROM students ORDER BY srn LIMIT %s"):
+            self.result = [self.students[k] for k in sorted(self.students)][: params[0]]
         elif sql.startswith("DELETE FROM students"):
             self.students.pop(params[0], None)
+        elif sql.startswith("SELECT request_id, routing_key, fingerprint, reply FROM requests WHERE"):
+            self.result = [(rid, *self.requests[rid]) for rid in params if rid in self.requests]
         elif sql.startswith("SELECT routing_key, fingerprint, reply FROM requests"):
             found = self.requests.get(params[0])
             self.result = [found] if found else []
@@ -102,8 +112,31 @@ def test_read_orders_by_srn() -> None:
     db = fake_db({"B": ("n2", "B", "x"), "A": ("n1", "A", "y")})
     result = read.handle(Message("r1", read.parse({})), db)
     assert [r["SRN"] for r in result["records"]] == ["A", "B"] and result["count"] == 2
+    assert result["next_after"] is None
     with pytest.raises(Invalid):
         read.parse({"unexpected": 1})
+
+
+def test_read_pages_walk_every_row_once_in_order() -> None:
+    students = {f"S{i:03d}": (f"n{i}", f"S{i:03d}", "x") for i in range(7)}
+    db, seen, after = fake_db(students), [], None
+    while True:
+        page = read.handle(Message("p", read.parse({"limit": 3, "after": after})), db)
+        assert page["count"] == len(page["records"]) <= 3
+        seen += [r["SRN"] for r in page["records"]]
+        after = page["next_after"]
+        if after is None:
+            break
+        assert after == seen[-1]
+    assert seen == sorted(students)
+
+
+@pytest.mark.parametrize("payload", [{"limit": 0}, {"limit": 10_001}, {"limit": "3"}, {"limit": True},
+                                     {"after": "bad srn"}, {"after": 5}])
+def test_read_refuses_a_bad_page(payload: dict[str, Any]) -> None:
+    with pytest.raises(Invalid) as caught:
+        read.parse(payload)
+    assert caught.value.code == "invalid_message"
 
 
 @pytest.fixture
@@ -151,3 +184,116 @@ def test_request_status_reads_the_ledger(worker: Worker) -> None:
     assert caught.value.code == "unknown_request"
     with pytest.raises(Invalid):
         read.parse_status({"request_id": "bad id"})
+
+
+class Events:
+    """What the channel and the database did, in order."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[Any, ...]] = []
+
+
+class FakeChannel:
+    def __init__(self, events: Events) -> None:
+        self.events = events
+
+    def basic_publish(self, exchange: str, routing_key: str, body: bytes, properties: Any) -> None:
+        self.events.log.append(("reply", properties.correlation_id, json.loads(body)))
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        self.events.log.append(("ack", delivery_tag, multiple))
+
+    def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
+        self.events.log.append(("reject", delivery_tag, requeue))
+
+
+class FakeDatabase:
+    """Transactions over a FakeCursor: all of the work is kept on commit, none of it on an error."""
+
+    def __init__(self, events: Events) -> None:
+        self.cursor, self.events = FakeCursor(), events
+
+    def run(self, work: Any) -> Any:
+        saved = (dict(self.cursor.students), dict(self.cursor.requests))
+        try:
+            result = work(self.cursor)
+        except BaseException:
+            self.cursor.students, self.cursor.requests = saved
+            self.events.log.append(("rollback",))
+            raise
+        self.events.log.append(("commit",))
+        return result
+
+    def close(self) -> None: ...
+
+
+def delivery(handler: Any, tag: int, body: Any, *, redelivered: bool = False) -> Any:
+    from pika.spec import Basic, BasicProperties
+
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    props = BasicProperties(content_type="application/json", message_id=f"m{tag}", correlation_id=f"m{tag}",
+                            reply_to="caller")
+    return (handler, Basic.Deliver(delivery_tag=tag, redelivered=redelivered), props, raw)
+
+
+def run_inbox(worker: Worker, deliveries: list[Any]) -> tuple[Events, FakeDatabase]:
+    events = Events()
+    db = FakeDatabase(events)
+    worker.db = db  # type: ignore[assignment]
+    inbox = deque(deliveries)
+    while inbox:
+        worker._process_next(None, FakeChannel(events), inbox)
+    return events, db
+
+
+def test_a_batch_is_one_commit_then_replies_then_one_ack(worker: Worker) -> None:
+    bodies = [{"Name": "A", "SRN": "B1", "Section": "S"}, {"Name": "B", "SRN": "B2", "Section": "S"},
+              {"Name": "C", "SRN": "B1", "Section": "S"}]
+    events, db = run_inbox(worker, [delivery(insertion.HANDLER, n + 1, b) for n, b in enumerate(bodies)])
+    kinds = [e[0] for e in events.log]
+    assert kinds == ["commit", "reply", "reply", "reply", "ack"]  # nothing acknowledged before the commit
+    assert events.log[-1] == ("ack", 3, True)
+    replies = [e[2] for e in events.log if e[0] == "reply"]
+    assert [r["ok"] for r in replies] == [True, True, False] and replies[2]["error"] == "duplicate_srn"
+    assert set(db.cursor.students) == {"B1", "B2"} and set(db.cursor.requests) == {"m1", "m2", "m3"}
+
+
+def test_a_bad_message_in_a_batch_does_not_take_the_others(worker: Worker) -> None:
+    def handle(message: Message, cursor: Any) -> Any:
+        if message.payload["SRN"] == "BUG":
+            raise RuntimeError("a bug in the handler")
+        return insertion.handle(message, cursor)
+
+    buggy = dataclasses.replace(insertion.HANDLER, handle=handle)
+    inbox = [delivery(buggy, 1, {"Name": "A", "SRN": "G1", "Section": "S"}),
+             delivery(buggy, 2, b"not json"),
+             delivery(buggy, 3, {"Name": "B", "SRN": "BUG", "Section": "S"}),
+             delivery(buggy, 4, {"Name": "C", "SRN": "G2", "Section": "S"})]
+    events, db = run_inbox(worker, inbox)
+    assert set(db.cursor.students) == {"G1", "G2"} and set(db.cursor.requests) == {"m1", "m4"}
+    settled = {e[1]: e for e in events.log if e[0] in {"ack", "reject"}}
+    assert settled[2] == ("reject", 2, False) and settled[3] == ("reject", 3, False)
+    assert settled[1][0] == settled[4][0] == "ack"
+    # Every ack comes after a commit that holds its message.
+    assert events.log.index(settled[4]) > events.log.index(("commit",))
+
+
+def test_redelivered_messages_are_carried_out_alone(worker: Worker) -> None:
+    inbox = [delivery(insertion.HANDLER, n, {"Name": "A", "SRN": f"R{n}", "Section": "S"}, redelivered=True)
+             for n in (1, 2)]
+    events, _ = run_inbox(worker, inbox)
+    assert [e[0] for e in events.log] == ["commit", "reply", "ack", "commit", "reply", "ack"]
+    assert ("ack", 1, False) in events.log and ("ack", 2, False) in events.log
+
+
+def test_a_batch_reads_the_ledger_once_and_a_repeat_in_it_gets_the_first_answer(worker: Worker) -> None:
+    record = {"Name": "A", "SRN": "L1", "Section": "S"}
+    first, again = delivery(insertion.HANDLER, 1, record), delivery(insertion.HANDLER, 2, record)
+    again[2].message_id = again[2].correlation_id = "m1"  # a client's retry, in the same batch
+    other = delivery(insertion.HANDLER, 3, {"Name": "B", "SRN": "L2", "Section": "S"})
+    events, db = run_inbox(worker, [first, again, other])
+    replies = [e[2] for e in events.log if e[0] == "reply"]
+    assert replies[0] == replies[1] == {"ok": True, "result": {"record": record}}
+    assert set(db.cursor.students) == {"L1", "L2"} and set(db.cursor.requests) == {"m1", "m3"}
+    reads = [sql for sql in db.cursor.statements if sql.startswith("SELECT") and "FROM requests" in sql]
+    assert len(reads) == 1 and "IN (%s, %s, %s)" in reads[0]

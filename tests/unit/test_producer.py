@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from flask.testing import FlaskClient
 from common.config import Settings
 from common.messages import error_reply, ok_reply
 from producer.broker import BrokerUnavailable
-from producer.producer import STATUS_OF_ERROR, create_app
+from producer.producer import STATUS_OF_ERROR, ApiError, create_app
 
 ENV = {"RABBITMQ_HOST": "broker", "RABBITMQ_USER": "app", "RABBITMQ_PASSWORD": "pw"}
 RECORD = {"Name": "Asha", "SRN": "pes1", "Section": "A"}
@@ -210,6 +211,7 @@ def test_api_token_guards_every_route_but_the_probes(broker: FakeBroker) -> None
         assert_error(client.get(path, headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
     assert_error(client.post("/insert_record", json=RECORD), 401, "unauthorized")
     assert broker.published == []
+    broker.reply = ok_reply({"records": [], "count": 0, "next_after": None})
     assert client.get("/read_database", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert client.get("/livez").status_code == 200 and client.get("/readyz").status_code == 200
 
@@ -265,3 +267,68 @@ def test_the_broker_thread_moves_to_the_next_node_after_each_failure(monkeypatch
     monkeypatch.setattr("common.amqp.backoff", lambda attempt: 0.0)
     broker._run()
     assert tried == [5672, 5673, 5674, 5672, 5673]
+
+
+class PagingBroker(FakeBroker):
+    """Answers read_database a page at a time from `table`, as consumer_four does."""
+
+    def __init__(self, table: list[dict[str, str]], fail_after: int | None = None) -> None:
+        super().__init__()
+        self.table, self.fail_after = table, fail_after
+
+    def call(self, routing_key: str, payload: dict[str, Any], request_id: str,
+             timeout: float) -> dict[str, Any] | None:
+        self.published.append((routing_key, payload, request_id))
+        if self.fail_after is not None and len(self.published) > self.fail_after:
+            return None
+        after, limit = payload["after"], payload["limit"]
+        rows = [r for r in self.table if after is None or r["SRN"] > after]
+        page = rows[:limit]
+        cursor = page[-1]["SRN"] if len(rows) > limit else None
+        return ok_reply({"records": page, "count": len(page), "next_after": cursor})
+
+
+TABLE = [{"Name": f"n{i}", "SRN": f"S{i:05d}", "Section": "A"} for i in range(12_001)]
+
+
+def paging_client(broker: FakeBroker) -> FlaskClient:
+    settings = Settings.from_env("producer", needs_db=False, env=ENV)
+    return create_app(settings, broker).test_client()  # type: ignore[arg-type]
+
+
+def test_plain_read_returns_every_page_as_one_answer() -> None:
+    broker = PagingBroker(TABLE)
+    response = paging_client(broker).get("/read_database")
+    assert response.status_code == 200
+    assert response.get_json() == {"records": TABLE, "count": len(TABLE)}
+    assert len(broker.published) == 3  # 12,001 rows in pages of 5,000
+    assert all(p["limit"] <= 10_000 and "sent_at" in p for _, p, _ in broker.published)
+
+
+def test_plain_read_cut_short_is_never_valid_json() -> None:
+    response = paging_client(PagingBroker(TABLE, fail_after=1)).get("/read_database", buffered=False)
+    assert response.status_code == 200  # sent before the second page was asked for
+    sent: list[bytes] = []
+    with pytest.raises(ApiError):  # gunicorn closes the connection on it
+        for chunk in response.response:
+            sent.append(chunk if isinstance(chunk, bytes) else chunk.encode())
+    assert sent[0].startswith(b'{"records": [')
+    with pytest.raises(ValueError):
+        json.loads(b"".join(sent))
+
+
+def test_one_page_with_its_cursor() -> None:
+    broker = PagingBroker(TABLE)
+    client = paging_client(broker)
+    body = client.get("/read_database?limit=2&after=s00003").get_json()
+    assert body == {"records": TABLE[4:6], "count": 2, "next_after": "S00005"}
+    assert broker.published[0][1]["after"] == "S00003"
+    last = client.get("/read_database?after=S11999").get_json()
+    assert last == {"records": TABLE[12_000:], "count": 1, "next_after": None}
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=10001", "limit=x", "limit=", "limit=-1", "limit=1.5",
+                                   "after=", "after=bad%20srn", "limit=1&limit=2", "after=A&after=B"])
+def test_bad_paging_is_400_and_publishes_nothing(client: FlaskClient, broker: FakeBroker, query: str) -> None:
+    assert_error(client.get(f"/read_database?{query}"), 400, "invalid_parameter")
+    assert broker.published == []
