@@ -27,16 +27,7 @@ from pika.spec import Basic, BasicProperties
 
 from common import amqp, logs, metrics, topology
 from common.config import ConfigError, Settings
-from common.db import (
-    Cursor,
-    Database,
-    DatabaseAway,
-    LedgerConflict,
-    LedgerEntry,
-    ledger_lookup,
-    ledger_lookup_many,
-    ledger_record,
-)
+from common.db import Cursor, Database, DatabaseAway, LedgerConflict, ledger_lookup, ledger_record
 from common.messages import (
     CONTENT_TYPE,
     REQUEST_ID_PATTERN,
@@ -315,7 +306,8 @@ class Worker:
         attempt = 0
         while True:
             try:
-                return self.db.run(lambda cursor: self._transactions(handler, cursor, work))
+                return self.db.run(lambda cursor: [
+                    self._transaction(handler, cursor, request_id, payload) for request_id, payload in work])
             except DatabaseAway as exc:
                 if self.stopping:
                     raise Stopping() from exc
@@ -331,27 +323,14 @@ class Worker:
                 # is in the ledger now, and the next attempt returns it.
                 continue
 
-    def _transactions(
-        self, handler: Handler, cursor: Cursor, work: list[tuple[str, dict[str, Any]]]
-    ) -> list[dict[str, Any]]:
-        """The work of several messages in the transaction in hand; for a batch, the ledger is
-        read once for all of them (a round trip per message was most of a batch's cost)."""
-        known = None
-        if handler.ledger and len(work) > 1:
-            known = ledger_lookup_many(cursor, [request_id for request_id, _ in work])
-        return [self._transaction(handler, cursor, request_id, payload, known)
-                for request_id, payload in work]
-
     def _transaction(
-        self, handler: Handler, cursor: Cursor, request_id: str, payload: dict[str, Any],
-        known: dict[str, LedgerEntry] | None = None,
+        self, handler: Handler, cursor: Cursor, request_id: str, payload: dict[str, Any]
     ) -> dict[str, Any]:
-        """One message's work and its ledger entry; `known`: the ledger as read for its batch."""
         if not handler.ledger:
             return self._answer(handler, request_id, payload, cursor)
         key = handler.routing_key
         asked = fingerprint(key, payload)
-        done = known.get(request_id) if known is not None else ledger_lookup(cursor, request_id)
+        done = ledger_lookup(cursor, request_id)
         if done is not None:
             if done.fingerprint != asked:
                 return error_reply(
@@ -362,8 +341,6 @@ class Worker:
             return done.reply
         reply = self._answer(handler, request_id, payload, cursor)
         ledger_record(cursor, request_id, key, asked, reply)
-        if known is not None:  # the same request id again later in the batch finds this answer
-            known[request_id] = LedgerEntry(key, asked, reply)
         return reply
 
     def _answer(

@@ -166,17 +166,6 @@ def ledger_lookup(cursor: Cursor, request_id: str) -> LedgerEntry | None:
     return LedgerEntry(str(routing_key), str(fingerprint), json.loads(str(reply)))
 
 
-def ledger_lookup_many(cursor: Cursor, request_ids: list[str]) -> dict[str, LedgerEntry]:
-    """ledger_lookup for several request ids in one round trip: those that are done."""
-    marks = ", ".join(["%s"] * len(request_ids))
-    cursor.execute(
-        f"SELECT request_id, routing_key, fingerprint, reply FROM requests WHERE request_id IN ({marks})",
-        tuple(request_ids),
-    )
-    return {str(rid): LedgerEntry(str(key), str(fp), json.loads(str(reply)))
-            for rid, key, fp, reply in cursor.fetchall()}
-
-
 def ledger_record(
     cursor: Cursor, request_id: str, routing_key: str, fingerprint: str, reply: dict[str, Any]
 ) -> None:

@@ -28,10 +28,8 @@ class FakeCursor:
         self.students = students if students is not None else {}
         self.requests: dict[str, tuple[str, str, str]] = {}
         self.result: list[tuple[Any, ...]] = []
-        self.statements: list[str] = []
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        self.statements.append(sql)
         verb = " ".join(sql.split()[:4])
         if sql.startswith("INSERT INTO students"):
             srn, name, section, _rid = params
@@ -48,8 +46,6 @@ class FakeCursor:
             self.result = [self.students[k] for k in sorted(self.students)][: params[0]]
         elif sql.startswith("DELETE FROM students"):
             self.students.pop(params[0], None)
-        elif sql.startswith("SELECT request_id, routing_key, fingerprint, reply FROM requests WHERE"):
-            self.result = [(rid, *self.requests[rid]) for rid in params if rid in self.requests]
         elif sql.startswith("SELECT routing_key, fingerprint, reply FROM requests"):
             found = self.requests.get(params[0])
             self.result = [found] if found else []
@@ -284,16 +280,3 @@ def test_redelivered_messages_are_carried_out_alone(worker: Worker) -> None:
     events, _ = run_inbox(worker, inbox)
     assert [e[0] for e in events.log] == ["commit", "reply", "ack", "commit", "reply", "ack"]
     assert ("ack", 1, False) in events.log and ("ack", 2, False) in events.log
-
-
-def test_a_batch_reads_the_ledger_once_and_a_repeat_in_it_gets_the_first_answer(worker: Worker) -> None:
-    record = {"Name": "A", "SRN": "L1", "Section": "S"}
-    first, again = delivery(insertion.HANDLER, 1, record), delivery(insertion.HANDLER, 2, record)
-    again[2].message_id = again[2].correlation_id = "m1"  # a client's retry, in the same batch
-    other = delivery(insertion.HANDLER, 3, {"Name": "B", "SRN": "L2", "Section": "S"})
-    events, db = run_inbox(worker, [first, again, other])
-    replies = [e[2] for e in events.log if e[0] == "reply"]
-    assert replies[0] == replies[1] == {"ok": True, "result": {"record": record}}
-    assert set(db.cursor.students) == {"L1", "L2"} and set(db.cursor.requests) == {"m1", "m3"}
-    reads = [sql for sql in db.cursor.statements if sql.startswith("SELECT") and "FROM requests" in sql]
-    assert len(reads) == 1 and "IN (%s, %s, %s)" in reads[0]
