@@ -80,6 +80,15 @@ class Stack:
             env=self.process_env(), text=True, check=check,
         )
 
+    def script(self, *args: str) -> str:
+        """The output of a scripts/stack.py command on this copy, which must succeed."""
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "stack.py"), "--env-file", str(self.env_file), *args],
+            capture_output=True, text=True, env=self.process_env(), timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
     def compose(self, *args: str) -> str:
         """Compose on the test copy, for commands that start nothing (ps, logs, stop ...)."""
         return self._compose({"RABBITMQ_HOST": "-"}, args)

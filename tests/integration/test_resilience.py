@@ -50,7 +50,6 @@ def test_broker_down_is_503_at_once_and_everything_reconnects(stack: Stack, api:
 
 @pytest.mark.usefixtures("no_restarts")
 def test_database_away_write_is_accepted_then_done(stack: Stack, api: Api) -> None:
-    dead_before = stack.queue_depth("insert_record.dead")
     db = stack.container("db")
     docker("stop", db)
     srn = unique_srn("W")
@@ -68,8 +67,9 @@ def test_database_away_write_is_accepted_then_done(stack: Stack, api: Api) -> No
     assert json_of(stored) == {"record": {"Name": "Waited", "SRN": srn, "Section": "A"}}
     unknown = api("GET", "/requests/never-sent-this-one")
     assert unknown.status_code == 404 and json_of(unknown)["error"] == "unknown_request"
-    # Nothing was dead-lettered on the way: the consumer kept the message.
-    assert stack.queue_depth("insert_record.dead") == dead_before
+    # Not dead-lettered on the way: the consumer kept the message. (Asked by id: a
+    # queue's depth is not to be trusted so soon after the previous test's broker restart.)
+    assert f"wait-{srn}" not in stack.script("dead-letters", "insert_record")
     wait_until(lambda: healthy(stack, "consumer_two"), timeout=30)
 
 

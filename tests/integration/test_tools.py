@@ -5,27 +5,17 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
-import sys
 import time
 
 import pika
 
-from tests.support import CONSUMERS, ROOT, ROUTING_KEYS, Stack, healthy, unique_srn, wait_until
-
-
-def run_stack(stack: Stack, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "stack.py"), "--env-file", str(stack.env_file), *args],
-        capture_output=True, text=True, env=stack.process_env(), timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+from tests.support import CONSUMERS, ROUTING_KEYS, Stack, healthy, unique_srn, wait_until
 
 
 def test_status_shows_health_and_queues(stack: Stack) -> None:
     for service in ("producer", *CONSUMERS, "db"):
         wait_until(functools.partial(healthy, stack, service), timeout=60)  # whatever ran before
-    out = run_stack(stack, "status")
+    out = stack.script("status")
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
     for service in ("producer", *CONSUMERS, "db"):
         assert lines[service] == ["running", "healthy"], out
@@ -46,20 +36,20 @@ def test_dead_letters_are_listed_in_place_and_replayed_once(stack: Stack) -> Non
                                                        message_id=message_id), mandatory=True)
     wait_until(lambda: stack.queue_depth(dead) == before + 3)
 
-    listing = run_stack(stack, "dead-letters")
+    listing = stack.script("dead-letters")
     for message_id in ids:
         assert f"{message_id}  rejected  " in listing, listing
     assert f"{dead}: {before + 3} message(s)" in listing
     assert stack.queue_depth(dead) == before + 3  # listed, not taken
-    assert run_stack(stack, "dead-letters").count("poison-") >= 3  # and again: still there
+    assert stack.script("dead-letters").count("poison-") >= 3  # and again: still there
 
     # Nothing was fixed, so the replayed messages come back to the .dead queue: none lost, none doubled.
-    replayed = run_stack(stack, "replay-dead", "delete_record")
+    replayed = stack.script("replay-dead", "delete_record")
     assert f"{dead}: replayed {before + 3} message(s) to delete_record" in replayed
     wait_until(lambda: stack.queue_depth(dead) == before + 3 and stack.queue_depth("delete_record") == 0)
     time.sleep(1)  # nothing more arrives
     assert stack.queue_depth(dead) == before + 3
-    final = run_stack(stack, "dead-letters", "delete_record")
+    final = stack.script("dead-letters", "delete_record")
     assert all(final.count(message_id) == 1 for message_id in ids), final
 
 
