@@ -252,7 +252,7 @@ def test_the_broker_thread_moves_to_the_next_node_after_each_failure(monkeypatch
     from common.config import AmqpSettings
     from producer import broker as broker_module
 
-    settings = AmqpSettings.from_env({"RABBITMQ_HOST": "10.0.0.1", "RABBITMQ_USER": "app",
+    settings = AmqpSettings.from_env({"RABBITMQ_HOST": "rabbitmq.invalid", "RABBITMQ_USER": "app",
                                       "RABBITMQ_PASSWORD": "pw", "RABBITMQ_PORTS": "5672,5673,5674"})
     tried: list[int] = []
     broker = broker_module.Broker(settings, "producer", logs.get("producer"))
