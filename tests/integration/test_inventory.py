@@ -234,37 +234,38 @@ def check_never_oversold(stack: Stack, api: Api, sku: str, answers: list[Answer]
     return statuses
 
 
+Scale = Callable[[int], list[str]]
+
+
 @pytest.fixture
-def orders_scaled_to_three(stack: Stack) -> Iterator[list[str]]:
-    stack.compose_with({}, "up", "-d", "--no-deps", "--no-recreate", "--scale",
-                       "inventory_orders=3", "inventory_orders")
-    containers = stack.compose("ps", "-q", "inventory_orders").split()
-    assert len(containers) == 3
-    wait_until(lambda: stack.management("queues/%2F/place_order").get("consumers") == 3, timeout=90)
-    yield containers
-    stack.compose_with({}, "up", "-d", "--no-deps", "--no-recreate", "--scale",
-                       "inventory_orders=1", "inventory_orders")
+def scale_orders(stack: Stack) -> Iterator[Scale]:
+    """Run `n` inventory_orders instances (their containers); back to one afterwards."""
+    def scale(n: int) -> list[str]:
+        stack.compose_with({}, "up", "-d", "--no-deps", "--no-recreate", "--scale",
+                           f"inventory_orders={n}", "inventory_orders")
+        containers = stack.compose("ps", "-q", "inventory_orders").split()
+        assert len(containers) == n
+        wait_until(lambda: stack.management("queues/%2F/place_order").get("consumers") == n, timeout=90)
+        return containers
+
+    yield scale
+    scale(1)
 
 
-def test_200_concurrent_orders_for_50_in_stock(stack: Stack, api: Api) -> None:
+@pytest.mark.parametrize("consumers", [1, 3])
+def test_200_concurrent_orders_for_50_in_stock(stack: Stack, api: Api,
+                                               scale_orders: Scale, consumers: int) -> None:
+    scale_orders(consumers)
     sku = new_item(api, quantity=STOCK, prefix="C")
     statuses = check_never_oversold(stack, api, sku, order_burst(stack, sku))
     assert statuses == Counter({201: STOCK, 409: ORDERS - STOCK}), statuses
-    print(f"\n1 orders consumer: {dict(statuses)}, final stock {stock_of(stack, sku)}")
-
-
-def test_200_concurrent_orders_on_three_order_consumers(stack: Stack, api: Api,
-                                                        orders_scaled_to_three: list[str]) -> None:
-    sku = new_item(api, quantity=STOCK, prefix="C")
-    statuses = check_never_oversold(stack, api, sku, order_burst(stack, sku))
-    assert statuses == Counter({201: STOCK, 409: ORDERS - STOCK}), statuses
-    print(f"\n3 orders consumers: {dict(statuses)}, final stock {stock_of(stack, sku)}")
+    print(f"\n{consumers} orders consumer(s): {dict(statuses)}, final stock {stock_of(stack, sku)}")
 
 
 def test_200_concurrent_orders_with_an_order_consumer_killed(stack: Stack, api: Api,
-                                                             orders_scaled_to_three: list[str]) -> None:
+                                                             scale_orders: Scale) -> None:
+    victim = scale_orders(3)[0]
     sku = new_item(api, quantity=STOCK, prefix="C")
-    victim = orders_scaled_to_three[0]
 
     def kill() -> None:
         docker("kill", victim)  # SIGKILL: whatever it held unacknowledged goes to another instance
