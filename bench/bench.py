@@ -143,39 +143,54 @@ class Bench:
         connection.close()
         return {"what": "publish, confirmed one by one (quorum queue)", "per_s": round(count / elapsed, 1)}
 
-    def round_trip(self, count: int = 1000) -> dict[str, Any]:
-        """Request/reply over direct reply-to against an echo consumer: no HTTP, no database."""
-        queue, ready = "bench.echo", threading.Event()
+    def round_trip(self, count: int = 1000, *, durable: bool = False) -> dict[str, Any]:
+        """Request/reply over direct reply-to against an echo consumer: no HTTP, no database.
+
+        The issue's ceiling uses a transient classic queue. With `durable`, the request
+        goes the way the product's do: persistent, publisher-confirmed, through a durable
+        quorum queue (a Raft log write before it is confirmed or delivered), acknowledged
+        by the echo after it replies, which shows what the queue type alone costs.
+        """
+        queue = "bench.echo.quorum" if durable else "bench.echo"
+        ready, done = threading.Event(), threading.Event()
 
         def echo() -> None:
             connection = pika.BlockingConnection(self.amqp)
             channel = connection.channel()
-            channel.queue_declare(queue, auto_delete=True)
+            if durable:
+                channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+            else:
+                channel.queue_declare(queue, auto_delete=True)
 
             def answer(ch: Any, method: Any, props: Any, body: bytes) -> None:
                 ch.basic_publish("", props.reply_to, body,
                                  pika.BasicProperties(correlation_id=props.correlation_id))
+                if durable:
+                    ch.basic_ack(method.delivery_tag)
 
-            channel.basic_consume(queue, answer, auto_ack=True)
+            channel.basic_consume(queue, answer, auto_ack=not durable)
             ready.set()
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not done.is_set():
                 connection.process_data_events(time_limit=0.2)
+            if durable:
+                channel.queue_delete(queue)
             connection.close()
 
-        done = threading.Event()
         thread = threading.Thread(target=echo, daemon=True)
         thread.start()
         ready.wait(30)
         connection = pika.BlockingConnection(self.amqp)
         channel = connection.channel()
+        if durable:
+            channel.confirm_delivery()  # basic_publish now returns once RabbitMQ has confirmed
         replies: list[bytes] = []
         channel.basic_consume("amq.rabbitmq.reply-to", lambda *a: replies.append(a[3]), auto_ack=True)
         latencies = []
         for n in range(count):
             started = time.monotonic()
             channel.basic_publish("", queue, b"ping", pika.BasicProperties(
-                reply_to="amq.rabbitmq.reply-to", correlation_id=str(n)))
+                reply_to="amq.rabbitmq.reply-to", correlation_id=str(n), delivery_mode=2 if durable else 1))
             while len(replies) <= n:
                 connection.process_data_events(time_limit=1)
             latencies.append((time.monotonic() - started) * 1000)
@@ -183,7 +198,10 @@ class Bench:
         done.set()
         thread.join(10)
         total = sum(latencies) / 1000
-        return {"what": "request/reply over direct reply-to, sequential", "per_s": round(count / total, 1),
+        what = "request/reply over direct reply-to, sequential"
+        if durable:
+            what += ", confirmed, quorum queue"
+        return {"what": what, "per_s": round(count / total, 1),
                 "p50_ms": round(percentile(latencies, 0.5), 3),
                 "p99_ms": round(percentile(latencies, 0.99), 3)}
 
@@ -536,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.clean_up()
 
     print("\nceilings (same run, same containers, no project code)", file=sys.stderr)
-    ceilings = [bench.confirmed_publish(), bench.round_trip(), *bench.database(),
+    ceilings = [bench.confirmed_publish(), bench.round_trip(), bench.round_trip(durable=True),
+                *bench.database(),
                 *(bench.http_floor(c) for c in clients)]
     ceilings += [row for c in clients if (row := bench.http_floor_wrk(c)) is not None]
 
@@ -573,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
 
     floor = {r["clients"]: r["per_s"] for r in ceilings if r["what"] == "HTTP floor: GET /livez"}
     single = next(r for r in ceilings if "one row per autocommit" in r["what"])
-    rpc = next(r for r in ceilings if "direct reply-to" in r["what"])
+    rpc = next(r for r in ceilings if r["what"] == "request/reply over direct reply-to, sequential")
     insert = {r["clients"]: r for r in end_to_end if r["what"] == "insert_record"}
     targets = []
     top = max(clients)
