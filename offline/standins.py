@@ -10,8 +10,9 @@ look-alike images from Debian *trixie* packages instead:
     mysql    -> local/mariadb:11.8-trixie
     rabbitmq -> local/rabbitmq:4.0-trixie-management
 
-All three are built FROM ``local/debian:trixie-minbase``, itself made with
-``debootstrap --variant=minbase trixie`` + ``docker import`` (see base.py).
+All three are built FROM ``local/debian:trixie-trusted`` (``offline/trusted``:
+ca-certificates and the host's CA bundle), itself FROM ``local/debian:trixie-minbase``,
+made with ``debootstrap --variant=minbase trixie`` + ``docker import``.
 
 Standard library only, Python 3.9+.  Usable as a module::
 
@@ -40,6 +41,8 @@ HERE = Path(__file__).resolve().parent
 
 BASE_IMAGE = "local/debian:trixie-minbase"
 BASE_SUITE = "trixie"
+# The base plus the host's CAs: what every stand-in starts from (offline/trusted).
+TRUSTED_IMAGE = "local/debian:trixie-trusted"
 
 STANDINS: dict[str, str] = {
     "python": "local/python:3.13-trixie",
@@ -211,6 +214,17 @@ def build_base(log: Log = print, rebuild: bool = False) -> str:
 # --------------------------------------------------------------------------
 # stand-ins
 # --------------------------------------------------------------------------
+def build_trusted_base(log: Log = print, rebuild: bool = False) -> str:
+    """The debootstrap base with ca-certificates and the host's CA bundle, that the stand-ins share."""
+    if not rebuild and image_exists(TRUSTED_IMAGE):
+        return TRUSTED_IMAGE
+    with _lock(TRUSTED_IMAGE):
+        if rebuild or not image_exists(TRUSTED_IMAGE):
+            build_base(log)
+            _docker_build(HERE / "trusted", TRUSTED_IMAGE, BASE_IMAGE, log)
+    return TRUSTED_IMAGE
+
+
 def build_standin(kind: str, log: Log = print, rebuild: bool = False) -> str:
     """Build (or reuse if the image already exists) the stand-in for `kind`, return its image name.
 
@@ -222,39 +236,43 @@ def build_standin(kind: str, log: Log = print, rebuild: bool = False) -> str:
     if not rebuild and image_exists(image):
         return image
     with _lock(image):
-        if not rebuild and image_exists(image):
-            return image
-        context = HERE / kind
-        if not (context / "Dockerfile").is_file():
-            raise StandinError("missing %s" % (context / "Dockerfile"))
-        if not HOST_CA_BUNDLE.is_file():
-            raise StandinError(
-                f"host CA bundle {HOST_CA_BUNDLE} not found; the stand-in builds copy it into the image so "
-                "apt/pip inside `docker build` trust the same CAs as the host. "
-                "Install it with `apt-get install ca-certificates`."
-            )
-        build_base(log)
-        log(f"Building stand-in {image} (replaces {OFFICIAL[kind]}) ...")
-        t0 = time.monotonic()
-        ca_copy = context / CA_IN_CONTEXT
-        shutil.copyfile(HOST_CA_BUNDLE, ca_copy)
-        try:
-            _run_logged(
-                [
-                    _docker(), "build",
-                    "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-                    "--label", f"org.local.standin-for={OFFICIAL[kind]}",
-                    "-t", image,
-                    str(context),
-                ],
-                log,
-                f"docker build of {image}",
-            )
-        finally:
-            with contextlib.suppress(OSError):
-                ca_copy.unlink()
-        log(f"Stand-in {image} ready in {time.monotonic() - t0:.0f} s.")
-        return image
+        if rebuild or not image_exists(image):
+            build_trusted_base(log)
+            log(f"Building stand-in {image} (replaces {OFFICIAL[kind]}) ...")
+            _docker_build(HERE / kind, image, TRUSTED_IMAGE, log,
+                          labels=[f"org.local.standin-for={OFFICIAL[kind]}"])
+    return image
+
+
+def _docker_build(context: Path, image: str, base: str, log: Log, labels: list[str] | None = None) -> None:
+    """docker build of one folder of offline/, with the host CA bundle in its context for the build."""
+    if not (context / "Dockerfile").is_file():
+        raise StandinError("missing %s" % (context / "Dockerfile"))
+    if not HOST_CA_BUNDLE.is_file():
+        raise StandinError(
+            f"host CA bundle {HOST_CA_BUNDLE} not found; the stand-in builds copy it into the image so "
+            "apt/pip inside `docker build` trust the same CAs as the host. "
+            "Install it with `apt-get install ca-certificates`."
+        )
+    t0 = time.monotonic()
+    ca_copy = context / CA_IN_CONTEXT
+    shutil.copyfile(HOST_CA_BUNDLE, ca_copy)
+    try:
+        _run_logged(
+            [
+                _docker(), "build",
+                "--build-arg", f"BASE_IMAGE={base}",
+                *[arg for label in labels or [] for arg in ("--label", label)],
+                "-t", image,
+                str(context),
+            ],
+            log,
+            f"docker build of {image}",
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            ca_copy.unlink()
+    log(f"{image} ready in {time.monotonic() - t0:.0f} s.")
 
 
 def build_all(log: Log = print, rebuild: bool = False) -> dict[str, str]:
@@ -273,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if what == "base":
             print(build_base(rebuild=rebuild))
+            print(build_trusted_base(rebuild=rebuild))
         elif what == "all":
             for kind, image in build_all(rebuild=rebuild).items():
                 print(f"{kind:<8} {image}")
