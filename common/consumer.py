@@ -27,7 +27,15 @@ from pika.spec import Basic, BasicProperties
 
 from common import amqp, logs, metrics, topology
 from common.config import ConfigError, Settings
-from common.db import Cursor, Database, DatabaseAway, LedgerConflict, ledger_lookup, ledger_record
+from common.db import (
+    Cursor,
+    Database,
+    DatabaseAway,
+    LedgerConflict,
+    LedgerEntry,
+    ledger_entries,
+    ledger_record,
+)
 from common.messages import (
     CONTENT_TYPE,
     REQUEST_ID_PATTERN,
@@ -306,8 +314,7 @@ class Worker:
         attempt = 0
         while True:
             try:
-                return self.db.run(lambda cursor: [
-                    self._transaction(handler, cursor, request_id, payload) for request_id, payload in work])
+                return self.db.run(lambda cursor: self._transaction(handler, cursor, work))
             except DatabaseAway as exc:
                 if self.stopping:
                     raise Stopping() from exc
@@ -324,24 +331,34 @@ class Worker:
                 continue
 
     def _transaction(
-        self, handler: Handler, cursor: Cursor, request_id: str, payload: dict[str, Any]
-    ) -> dict[str, Any]:
+        self, handler: Handler, cursor: Cursor, work: list[tuple[str, dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """The replies for messages carried out in one transaction, the request ledger
+        read once for all of them before and written once after."""
         if not handler.ledger:
-            return self._answer(handler, request_id, payload, cursor)
+            return [self._answer(handler, request_id, payload, cursor) for request_id, payload in work]
         key = handler.routing_key
-        asked = fingerprint(key, payload)
-        done = ledger_lookup(cursor, request_id)
-        if done is not None:
-            if done.fingerprint != asked:
-                return error_reply(
+        done = ledger_entries(cursor, [request_id for request_id, _ in work])
+        new: dict[str, LedgerEntry] = {}
+        replies = []
+        for request_id, payload in work:
+            asked = fingerprint(key, payload)
+            entry = done.get(request_id)
+            if entry is None:
+                reply = self._answer(handler, request_id, payload, cursor)
+                # The same request again later in this batch (a client's retry) is a replay.
+                new[request_id] = done[request_id] = LedgerEntry(key, asked, reply)
+            elif entry.fingerprint != asked:
+                reply = error_reply(
                     "request_id_conflict",
                     "This X-Request-ID was already used for a different request.",
                 )
-            self.log.info("request_replayed", request_id=request_id)
-            return done.reply
-        reply = self._answer(handler, request_id, payload, cursor)
-        ledger_record(cursor, request_id, key, asked, reply)
-        return reply
+            else:
+                self.log.info("request_replayed", request_id=request_id)
+                reply = entry.reply
+            replies.append(reply)
+        ledger_record(cursor, new)
+        return replies
 
     def _answer(
         self, handler: Handler, request_id: str, payload: dict[str, Any], cursor: Cursor | None

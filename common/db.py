@@ -156,26 +156,32 @@ class LedgerEntry(NamedTuple):
 
 def ledger_lookup(cursor: Cursor, request_id: str) -> LedgerEntry | None:
     """What the ledger recorded for a request id, if that request is done."""
+    return ledger_entries(cursor, [request_id]).get(request_id)
+
+
+def ledger_entries(cursor: Cursor, request_ids: list[str]) -> dict[str, LedgerEntry]:
+    """The ledger's entries for these request ids (those that are done), in one query."""
+    marks = ", ".join(["%s"] * len(request_ids))  # placeholders only: the ids travel as parameters
     cursor.execute(
-        "SELECT routing_key, fingerprint, reply FROM requests WHERE request_id = %s", (request_id,)
+        f"SELECT request_id, routing_key, fingerprint, reply FROM requests WHERE request_id IN ({marks})",
+        tuple(request_ids),
     )
-    row = cursor.fetchone()
-    if row is None:
-        return None
-    routing_key, fingerprint, reply = row
-    return LedgerEntry(str(routing_key), str(fingerprint), json.loads(str(reply)))
+    return {str(request_id): LedgerEntry(str(routing_key), str(fingerprint), json.loads(str(reply)))
+            for request_id, routing_key, fingerprint, reply in rows(cursor)}
 
 
-def ledger_record(
-    cursor: Cursor, request_id: str, routing_key: str, fingerprint: str, reply: dict[str, Any]
-) -> None:
+def ledger_record(cursor: Cursor, entries: dict[str, LedgerEntry]) -> None:
+    """Record the entries of done requests (by request id), in one multi-row INSERT."""
+    if not entries:
+        return
     try:
-        cursor.execute(
-            "INSERT INTO requests (request_id, routing_key, fingerprint, reply)"
-            " VALUES (%s, %s, %s, %s)",
-            (request_id, routing_key, fingerprint, json.dumps(reply, ensure_ascii=False)),
+        # mysql-connector turns executemany of an INSERT into one multi-row statement.
+        cursor.executemany(
+            "INSERT INTO requests (request_id, routing_key, fingerprint, reply) VALUES (%s, %s, %s, %s)",
+            [(request_id, entry.routing_key, entry.fingerprint, json.dumps(entry.reply, ensure_ascii=False))
+             for request_id, entry in entries.items()],
         )
     except mysql.connector.IntegrityError as exc:
         if is_duplicate_key(exc):
-            raise LedgerConflict(request_id) from exc
+            raise LedgerConflict(", ".join(entries)) from exc
         raise

@@ -28,6 +28,7 @@ class FakeCursor:
         self.students = students if students is not None else {}
         self.requests: dict[str, tuple[str, str, str]] = {}
         self.result: list[tuple[Any, ...]] = []
+        self.ledger_writes = 0
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         verb = " ".join(sql.split()[:4])
@@ -46,16 +47,20 @@ class FakeCursor:
             self.result = [self.students[k] for k in sorted(self.students)][: params[0]]
         elif sql.startswith("DELETE FROM students"):
             self.students.pop(params[0], None)
-        elif sql.startswith("SELECT routing_key, fingerprint, reply FROM requests"):
-            found = self.requests.get(params[0])
-            self.result = [found] if found else []
-        elif sql.startswith("INSERT INTO requests"):
-            rid, key, fingerprint, reply = params
-            if rid in self.requests:
-                raise mysql.connector.IntegrityError(msg="dup", errno=1062)
-            self.requests[rid] = (key, fingerprint, reply)
+        elif sql.startswith("SELECT request_id, routing_key, fingerprint, reply FROM requests"):
+            assert sql.count("%s") == len(params)
+            found = [rid for rid in dict.fromkeys(params) if rid in self.requests]
+            self.result = [(rid, *self.requests[rid]) for rid in found]
         else:
             raise AssertionError(f"unexpected SQL: {verb}")
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        assert sql.startswith("INSERT INTO requests")
+        self.ledger_writes += 1
+        ids = [row[0] for row in rows]
+        if len(set(ids)) < len(ids) or set(ids) & set(self.requests):  # one statement: all or nothing
+            raise mysql.connector.IntegrityError(msg="dup", errno=1062)
+        self.requests.update({rid: (key, fingerprint, reply) for rid, key, fingerprint, reply in rows})
 
     def fetchone(self) -> tuple[Any, ...] | None:
         return self.result.pop(0) if self.result else None
@@ -146,8 +151,8 @@ def worker() -> Worker:
 def test_ledger_answers_a_repeat_with_the_first_answer(worker: Worker) -> None:
     db = fake_db()
     record = {"Name": "A", "SRN": "S1", "Section": "B"}
-    first = worker._transaction(insertion.HANDLER, db, "req-1", record)
-    again = worker._transaction(insertion.HANDLER, db, "req-1", record)
+    first = worker._transaction(insertion.HANDLER, db, [("req-1", record)])[0]
+    again = worker._transaction(insertion.HANDLER, db, [("req-1", record)])[0]
     assert first == again == {"ok": True, "result": {"record": record}}
     assert len(db.students) == 1 and len(db.requests) == 1
 
@@ -155,24 +160,35 @@ def test_ledger_answers_a_repeat_with_the_first_answer(worker: Worker) -> None:
 def test_ledger_keeps_refusals_too(worker: Worker) -> None:
     db = fake_db({"S1": ("old", "S1", "B")})
     record = {"Name": "A", "SRN": "S1", "Section": "B"}
-    first = worker._transaction(insertion.HANDLER, db, "req-2", record)
+    first = worker._transaction(insertion.HANDLER, db, [("req-2", record)])[0]
     assert first["error"] == "duplicate_srn"
     db.students.clear()  # even if the row goes away, the retried request keeps its answer
-    assert worker._transaction(insertion.HANDLER, db, "req-2", record) == first
+    assert worker._transaction(insertion.HANDLER, db, [("req-2", record)])[0] == first
 
 
 def test_same_request_id_for_another_request_is_a_conflict(worker: Worker) -> None:
     db = fake_db()
-    worker._transaction(insertion.HANDLER, db, "req-3", {"Name": "A", "SRN": "S1", "Section": "B"})
-    other = worker._transaction(insertion.HANDLER, db, "req-3", {"Name": "Z", "SRN": "S2", "Section": "B"})
+    first, second = {"Name": "A", "SRN": "S1", "Section": "B"}, {"Name": "Z", "SRN": "S2", "Section": "B"}
+    worker._transaction(insertion.HANDLER, db, [("req-3", first)])
+    [other] = worker._transaction(insertion.HANDLER, db, [("req-3", second)])
     assert other["error"] == "request_id_conflict"
     assert set(db.students) == {"S1"}
+
+
+def test_a_batch_reads_and_writes_the_ledger_once_and_replays_a_repeat_within_it(worker: Worker) -> None:
+    db = fake_db()
+    one, two = {"Name": "A", "SRN": "S1", "Section": "B"}, {"Name": "B", "SRN": "S2", "Section": "B"}
+    replies = worker._transaction(insertion.HANDLER, db, [("req-4", one), ("req-5", two), ("req-4", one)])
+    assert replies[0] == replies[2] == {"ok": True, "result": {"record": one}}
+    assert replies[1] == {"ok": True, "result": {"record": two}}
+    assert set(db.students) == {"S1", "S2"} and set(db.requests) == {"req-4", "req-5"}
+    assert db.ledger_writes == 1
 
 
 def test_request_status_reads_the_ledger(worker: Worker) -> None:
     db = fake_db()
     record = {"Name": "A", "SRN": "S1", "Section": "B"}
-    reply = worker._transaction(insertion.HANDLER, db, "req-9", record)
+    reply = worker._transaction(insertion.HANDLER, db, [("req-9", record)])[0]
     status = read.request_status(Message("ask-1", read.parse_status({"request_id": "req-9"})), db)
     assert status == {"routing_key": "insert_record", "reply": reply}
     with pytest.raises(Refused) as caught:
