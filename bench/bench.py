@@ -430,6 +430,46 @@ c.commit()
         return peaks
 
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time each container has used since it started (its cgroup's counter, v2 or v1)."""
+        containers = {"producer": self.container("producer"), "consumer_two": self.container("consumer_two"),
+                      "rabbitmq": self.stack.get("RABBITMQ_CONTAINER"), "db": self.container("db")}
+        used = {}
+        for name, container in containers.items():
+            out = subprocess.run(["docker", "exec", container, "sh", "-c",
+                                  "grep usage_usec /sys/fs/cgroup/cpu.stat 2>/dev/null"
+                                  " || echo usage_nsec $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage)"],
+                                 capture_output=True, text=True).stdout.split()
+            unit = {"usage_usec": 1e6, "usage_nsec": 1e9}.get(out[0] if out else "")
+            used[name] = int(out[1]) / unit if unit and len(out) == 2 and out[1].isdigit() else float("nan")
+        return used
+
+    def inserts_with_cpu(self, clients: int, tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An insert run, and the CPU each container spent per insert during it (ms)."""
+        before = self.cpu_seconds()
+        busy_before = host_busy()
+        row = self.inserts(clients, tag)
+        busy_after = host_busy()
+        after = self.cpu_seconds()
+        count = max(1, row["requests"])
+        cpu = {"clients": clients, **{name: round((after[name] - before[name]) * 1000 / count, 2)
+                                      for name in before}}
+        if busy_before and busy_after:
+            busy, total = (a - b for a, b in zip(busy_after, busy_before, strict=True))
+            cpu["host_busy_pct"] = round(100 * busy / max(1, total))
+        return row, cpu
+
+
+def host_busy() -> tuple[int, int] | None:
+    """(busy, total) CPU ticks of this machine so far, from /proc/stat (Linux only)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def throwaway_copy(stack: Stack, nodes: int) -> Stack:
     """A copy of the system with `nodes` RabbitMQ nodes, its own names, free ports and fresh secrets."""
     def free_port() -> int:
@@ -568,9 +608,12 @@ def main(argv: list[str] | None = None) -> int:
     created_before = bench.connections_created(settled=True)
     end_to_end: list[dict[str, Any]] = []
     inserted = {}
+    cpu_per_insert: list[dict[str, Any]] = []
     for c in clients:
-        end_to_end.append(bench.inserts(c, tag))
-        inserted[c] = end_to_end[-1]["requests"]
+        row, cpu = bench.inserts_with_cpu(c, tag)
+        end_to_end.append(row)
+        cpu_per_insert.append(cpu)
+        inserted[c] = row["requests"]
     bench.seed(1000)
     rows = bench.rows_in_table()
     for c in clients:
@@ -627,13 +670,16 @@ def main(argv: list[str] | None = None) -> int:
     if naive:
         show(naive, ["what", "clients", "requests", "per_s", "p50_ms", "p95_ms", "p99_ms", "errors",
                      "connections_per_request"])
+    print("\nCPU per insert (ms), by container, and how busy the whole machine was during the run")
+    show(cpu_per_insert, ["clients", "producer", "rabbitmq", "consumer_two", "db", "host_busy_pct"])
     print(f"\npeak memory (MiB): {memory}; AMQP connections opened during the end-to-end run: {created}")
     show(targets, ["target", "ratio", "met"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps({
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
         "settings": {"duration_s": args.duration, "clients": clients},
-        "ceilings": ceilings, "naive": naive, "end_to_end": end_to_end, "peak_memory_mib": memory,
+        "ceilings": ceilings, "naive": naive, "end_to_end": end_to_end, "cpu_per_insert_ms": cpu_per_insert,
+        "peak_memory_mib": memory,
         "connections_created": created, "targets": targets}, indent=2) + "\n")
     print(f"\nwritten to {RESULTS / 'latest.json'}")
     return 0
