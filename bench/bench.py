@@ -46,6 +46,8 @@ c = mysql.connector.connect(host="db", user=os.environ["MYSQL_USER"], password=o
     use_pure=True)
 """
 BENCH_TAG = "BENCH"
+# The issue's round-trip ceiling (P2), as its row is named.
+ROUND_TRIP = "request/reply over direct reply-to, sequential"
 # RabbitMQ's management statistics interval (collect_statistics_interval, 5 s by default), and a margin.
 STATS_INTERVAL_S = 5.5
 
@@ -198,7 +200,7 @@ class Bench:
         done.set()
         thread.join(10)
         total = sum(latencies) / 1000
-        what = "request/reply over direct reply-to, sequential"
+        what = ROUND_TRIP
         if durable:
             what += ", confirmed, quorum queue"
         return {"what": what, "per_s": round(count / total, 1),
@@ -422,35 +424,21 @@ c.commit()
     def peak_memory_mib(self) -> dict[str, float]:
         peaks = {}
         for service in ("producer", "consumer_two", "consumer_four"):
-            out = subprocess.run(["docker", "exec", self.container(service), "sh", "-c",
-                                  "cat /sys/fs/cgroup/memory.peak 2>/dev/null"
-                                  " || cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes"],
-                                 capture_output=True, text=True).stdout.strip()
+            out = cgroup_read(self.container(service),
+                              "cat /sys/fs/cgroup/memory.peak 2>/dev/null"
+                              " || cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes")
             peaks[service] = round(int(out) / 2**20, 1) if out.isdigit() else float("nan")
         return peaks
 
-
-    def cpu_seconds(self) -> dict[str, float]:
-        """CPU time each container has used since it started (its cgroup's counter, v2 or v1)."""
-        containers = {"producer": self.container("producer"), "consumer_two": self.container("consumer_two"),
-                      "rabbitmq": self.stack.get("RABBITMQ_CONTAINER"), "db": self.container("db")}
-        used = {}
-        for name, container in containers.items():
-            out = subprocess.run(["docker", "exec", container, "sh", "-c",
-                                  "grep usage_usec /sys/fs/cgroup/cpu.stat 2>/dev/null"
-                                  " || echo usage_nsec $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage)"],
-                                 capture_output=True, text=True).stdout.split()
-            unit = {"usage_usec": 1e6, "usage_nsec": 1e9}.get(out[0] if out else "")
-            used[name] = int(out[1]) / unit if unit and len(out) == 2 and out[1].isdigit() else float("nan")
-        return used
-
     def inserts_with_cpu(self, clients: int, tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """An insert run, and the CPU each container spent per insert during it (ms)."""
-        before = self.cpu_seconds()
+        containers = {"producer": self.container("producer"), "consumer_two": self.container("consumer_two"),
+                      "rabbitmq": self.stack.get("RABBITMQ_CONTAINER"), "db": self.container("db")}
+        before = cpu_seconds(containers)
         busy_before = host_busy()
         row = self.inserts(clients, tag)
         busy_after = host_busy()
-        after = self.cpu_seconds()
+        after = cpu_seconds(containers)
         count = max(1, row["requests"])
         cpu = {"clients": clients, **{name: round((after[name] - before[name]) * 1000 / count, 2)
                                       for name in before}}
@@ -458,6 +446,24 @@ c.commit()
             busy, total = (a - b for a, b in zip(busy_after, busy_before, strict=True))
             cpu["host_busy_pct"] = round(100 * busy / max(1, total))
         return row, cpu
+
+
+def cgroup_read(container: str, script: str) -> str:
+    """What a shell `script` reading the container's own cgroup files prints (cgroup v2 or v1)."""
+    return subprocess.run(["docker", "exec", container, "sh", "-c", script],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def cpu_seconds(containers: dict[str, str]) -> dict[str, float]:
+    """CPU time each container (name -> id) has used since it started."""
+    used = {}
+    for name, container in containers.items():
+        out = cgroup_read(container,
+                          "grep usage_usec /sys/fs/cgroup/cpu.stat 2>/dev/null"
+                          " || echo usage_nsec $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage)").split()
+        unit = {"usage_usec": 1e6, "usage_nsec": 1e9}.get(out[0] if out else "")
+        used[name] = int(out[1]) / unit if unit and len(out) == 2 and out[1].isdigit() else float("nan")
+    return used
 
 
 def host_busy() -> tuple[int, int] | None:
@@ -635,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
 
     floor = {r["clients"]: r["per_s"] for r in ceilings if r["what"] == "HTTP floor: GET /livez"}
     single = next(r for r in ceilings if "one row per autocommit" in r["what"])
-    rpc = next(r for r in ceilings if r["what"] == "request/reply over direct reply-to, sequential")
+    rpc = next(r for r in ceilings if r["what"] == ROUND_TRIP)
     insert = {r["clients"]: r for r in end_to_end if r["what"] == "insert_record"}
     targets = []
     top = max(clients)
