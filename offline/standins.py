@@ -2,15 +2,16 @@
 """Local stand-in images for machines that cannot reach a container registry.
 
 The project normally runs the official images ``python:3.12-slim``,
-``mysql:8.4`` and ``rabbitmq:4.1-management``.  When none of those is present
-locally and ``docker pull`` cannot work (no registry), this module builds
-look-alike images from Debian *trixie* packages instead:
+``mysql:9.7`` (or ``mariadb:11.8``) and ``rabbitmq:4.1-management``.  When
+none of those is present locally and ``docker pull`` cannot work (no
+registry), this module builds look-alike images from Debian packages instead:
 
     python   -> local/python:3.13-trixie
-    mysql    -> local/mariadb:11.8-trixie
+    mysql    -> local/mysql:9.7-trixie      (Oracle's MySQL, from Debian sid)
+    mariadb  -> local/mariadb:11.8-trixie
     rabbitmq -> local/rabbitmq:4.0-trixie-management
 
-All three are built FROM ``local/debian:trixie-trusted`` (``offline/trusted``:
+All of them are built FROM ``local/debian:trixie-trusted`` (``offline/trusted``:
 ca-certificates and the host's CA bundle), itself FROM ``local/debian:trixie-minbase``,
 made with ``debootstrap --variant=minbase trixie`` + ``docker import``.
 
@@ -21,7 +22,7 @@ Standard library only, Python 3.9+.  Usable as a module::
 
 or from the command line::
 
-    python offline/standins.py [python|mysql|rabbitmq|base|all] [--rebuild]
+    python offline/standins.py [python|mysql|mariadb|rabbitmq|base|all] [--rebuild]
 
 Every build is cached: if the image already exists, nothing is done.
 """
@@ -46,16 +47,34 @@ TRUSTED_IMAGE = "local/debian:trixie-trusted"
 
 STANDINS: dict[str, str] = {
     "python": "local/python:3.13-trixie",
-    "mysql": "local/mariadb:11.8-trixie",
+    "mysql": "local/mysql:9.7-trixie",
+    "mariadb": "local/mariadb:11.8-trixie",
     "rabbitmq": "local/rabbitmq:4.0-trixie-management",
 }
 
 # The official image each stand-in replaces (informational).
 OFFICIAL: dict[str, str] = {
     "python": "python:3.12-slim",
-    "mysql": "mysql:8.4",
+    "mysql": "mysql:9.7",
+    "mariadb": "mariadb:11.8",
     "rabbitmq": "rabbitmq:4.1-management",
 }
+
+# Where each stand-in is built from: a folder of offline/ and its Dockerfile.
+# The two databases share one folder: one entrypoint serves both engines.
+SOURCES: dict[str, tuple[str, str]] = {
+    "python": ("python", "Dockerfile"),
+    "mysql": ("mysql", "Dockerfile"),
+    "mariadb": ("mysql", "Dockerfile.mariadb"),
+    "rabbitmq": ("rabbitmq", "Dockerfile"),
+}
+
+
+def standin_kind(image: str, kind: str) -> str:
+    """The stand-in for an official image: a database image named mariadb gets MariaDB's."""
+    if kind == "mysql" and "mariadb" in image.rsplit("/", 1)[-1]:
+        return "mariadb"
+    return kind
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Name of the copy placed in each build context (git-ignored, removed after).
@@ -228,7 +247,7 @@ def build_trusted_base(log: Log = print, rebuild: bool = False) -> str:
 def build_standin(kind: str, log: Log = print, rebuild: bool = False) -> str:
     """Build (or reuse if the image already exists) the stand-in for `kind`, return its image name.
 
-    `kind` is one of STANDINS' keys: "python", "mysql", "rabbitmq".
+    `kind` is one of STANDINS' keys: "python", "mysql", "mariadb", "rabbitmq".
     """
     if kind not in STANDINS:
         raise StandinError(f"unknown stand-in {kind!r}; choose one of {', '.join(sorted(STANDINS))}")
@@ -239,15 +258,17 @@ def build_standin(kind: str, log: Log = print, rebuild: bool = False) -> str:
         if rebuild or not image_exists(image):
             build_trusted_base(log)
             log(f"Building stand-in {image} (replaces {OFFICIAL[kind]}) ...")
-            _docker_build(HERE / kind, image, TRUSTED_IMAGE, log,
+            folder, dockerfile = SOURCES[kind]
+            _docker_build(HERE / folder, image, TRUSTED_IMAGE, log, dockerfile=dockerfile,
                           labels=[f"org.local.standin-for={OFFICIAL[kind]}"])
     return image
 
 
-def _docker_build(context: Path, image: str, base: str, log: Log, labels: list[str] | None = None) -> None:
+def _docker_build(context: Path, image: str, base: str, log: Log, labels: list[str] | None = None,
+                  dockerfile: str = "Dockerfile") -> None:
     """docker build of one folder of offline/, with the host CA bundle in its context for the build."""
-    if not (context / "Dockerfile").is_file():
-        raise StandinError("missing %s" % (context / "Dockerfile"))
+    if not (context / dockerfile).is_file():
+        raise StandinError("missing %s" % (context / dockerfile))
     if not HOST_CA_BUNDLE.is_file():
         raise StandinError(
             f"host CA bundle {HOST_CA_BUNDLE} not found; the stand-in builds copy it into the image so "
@@ -262,6 +283,7 @@ def _docker_build(context: Path, image: str, base: str, log: Log, labels: list[s
             [
                 _docker(), "build",
                 "--build-arg", f"BASE_IMAGE={base}",
+                "--file", str(context / dockerfile),
                 *[arg for label in labels or [] for arg in ("--label", label)],
                 "-t", image,
                 str(context),
@@ -284,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     rebuild = "--rebuild" in argv
     argv = [a for a in argv if a != "--rebuild"]
     if any(a in ("-h", "--help") for a in argv) or len(argv) > 1:
-        print(f"usage: {Path(sys.argv[0]).name} [python|mysql|rabbitmq|base|all] [--rebuild]")
+        print(f"usage: {Path(sys.argv[0]).name} [python|mysql|mariadb|rabbitmq|base|all] [--rebuild]")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     what = argv[0] if argv else "all"
     t0 = time.monotonic()

@@ -36,7 +36,7 @@ COOKIE = "RABBITMQ_ERLANG_COOKIE"
 # Base images: setting, default (a pinned minor tag), kind of local stand-in.
 IMAGES = (
     ("PYTHON_IMAGE", "python:3.12-slim", "python"),
-    ("MYSQL_IMAGE", "mysql:8.4", "mysql"),
+    ("MYSQL_IMAGE", "mysql:9.7", "mysql"),
     ("RABBITMQ_IMAGE", "rabbitmq:4.1-management", "rabbitmq"),
 )
 
@@ -203,9 +203,9 @@ class Stack:
                     fail(f"cannot pull {name} and OFFLINE_STANDINS=never")
                 say(f"{name} cannot be pulled here: using a local stand-in (offline/README.md)")
             sys.path.insert(0, str(ROOT))
-            from offline.standins import build_standin
+            from offline.standins import build_standin, standin_kind
 
-            chosen[setting] = build_standin(kind, log=say)
+            chosen[setting] = build_standin(standin_kind(name, kind), log=say)
         return chosen
 
     # ---- RabbitMQ, outside compose ---------------------------------------------

@@ -128,7 +128,8 @@ class Stack:
         """Rows of a query run as root inside the db container (tab-separated)."""
         result = subprocess.run(
             ["docker", "exec", self.container("db"), "sh", "-c",
-             'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql -uroot -N -B "$MYSQL_DATABASE" -e "$0"', query],
+             'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql --default-character-set=utf8mb4 -uroot -N -B '
+             '"$MYSQL_DATABASE" -e "$0"', query],
             capture_output=True, text=True, check=True,
         )
         return [line.split("\t") for line in result.stdout.splitlines()]

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Entrypoint of the local MariaDB stand-in for mysql:8.4.
+# Entrypoint of the local database stand-ins: Oracle's MySQL (CMD mysqld,
+# for mysql:9.7) and MariaDB (CMD mariadbd, for mariadb:11.8).
 #
 # Follows the official MySQL image's contract:
 #   MYSQL_ROOT_PASSWORD | MYSQL_ALLOW_EMPTY_PASSWORD | MYSQL_RANDOM_ROOT_PASSWORD
@@ -7,8 +8,8 @@
 #   MYSQL_INITDB_SKIP_TZINFO, and the *_FILE variants of the secrets.
 #   /docker-entrypoint-initdb.d/*.sh|*.sql|*.sql.gz|.xz|.zst|.bz2 run once,
 #   on the first start (empty data directory), in sorted order.
-# First start: mariadb-install-db, then a temporary mariadbd with
-# --skip-networking on its own socket (so TCP health checks fail until the
+# First start: the server initialises its data directory, then a temporary
+# server with --skip-networking on its own socket (so TCP health checks fail until the
 # real server runs) to set passwords/users and run the init files, then the
 # real server is exec'd (PID 1, gets SIGTERM from `docker stop`).
 set -eo pipefail
@@ -48,16 +49,21 @@ wants_help() {
 	return 1
 }
 
-# `docker run IMAGE --some-option` -> mariadbd --some-option ; mysqld == mariadbd
+# The engine is the image's: MariaDB where mariadbd exists, else MySQL.
+if command -v mariadbd >/dev/null; then
+	ENGINE=mariadb SERVER=mariadbd CLIENT=mariadb TZINFO=(mariadb-tzinfo-to-sql --skip-write-binlog)
+else
+	ENGINE=mysql SERVER=mysqld CLIENT=mysql TZINFO=(mysql_tzinfo_to_sql)
+fi
+# `docker run IMAGE --some-option` -> server --some-option; mysqld is mariadbd on MariaDB
 if [ "${1:0:1}" = '-' ]; then
-	set -- mariadbd "$@"
+	set -- "$SERVER" "$@"
 fi
-if [ "$1" = mysqld ] || [ "$1" = /usr/sbin/mysqld ] || [ "$1" = /usr/sbin/mariadbd ]; then
-	shift
-	set -- mariadbd "$@"
-fi
+case "$1" in
+	mysqld|mariadbd|/usr/sbin/mysqld|/usr/sbin/mariadbd) shift; set -- "$SERVER" "$@" ;;
+esac
 
-if [ "$1" != mariadbd ] || wants_help "$@"; then
+if [ "$1" != "$SERVER" ] || wants_help "$@"; then
 	exec "$@"
 fi
 
@@ -107,19 +113,23 @@ if [ ! -d "$DATADIR/mysql" ]; then
 	fi
 
 	log "Initializing database files in $DATADIR"
-	mariadb-install-db "${user_args[@]}" --datadir="$DATADIR" --rpm \
-		--auth-root-authentication-method=normal --skip-test-db --skip-name-resolve \
-		--default-time-zone=SYSTEM --skip-log-bin --expire-logs-days=0 \
-		--loose-innodb_buffer_pool_load_at_startup=0 \
-		--loose-innodb_buffer_pool_dump_at_shutdown=0 > /dev/null
+	# What the init writes is not replicated: no binary log until the real server runs.
+	quiet_args=(--default-time-zone=SYSTEM --skip-log-bin)
+	if [ "$ENGINE" = mariadb ]; then
+		quiet_args+=(--expire-logs-days=0 --loose-innodb_buffer_pool_load_at_startup=0
+			--loose-innodb_buffer_pool_dump_at_shutdown=0)
+		mariadb-install-db "${user_args[@]}" --datadir="$DATADIR" --rpm \
+			--auth-root-authentication-method=normal --skip-test-db --skip-name-resolve \
+			"${quiet_args[@]}" > /dev/null
+	else
+		# root@localhost without a password, set below, as the official image does.
+		"$@" "${user_args[@]}" --initialize-insecure --datadir="$DATADIR" "${quiet_args[@]}"
+	fi
 	log "Database files initialized"
 
 	log "Starting temporary server (no TCP, socket $INIT_SOCKET)"
 	rm -f "$INIT_SOCKET"
-	"$@" "${user_args[@]}" --skip-networking --socket="$INIT_SOCKET" \
-		--default-time-zone=SYSTEM --skip-log-bin --expire-logs-days=0 \
-		--loose-innodb_buffer_pool_load_at_startup=0 \
-		--loose-innodb_buffer_pool_dump_at_shutdown=0 &
+	"$@" "${user_args[@]}" --skip-networking --socket="$INIT_SOCKET" "${quiet_args[@]}" &
 	init_pid=$!
 	trap 'kill -TERM "$init_pid" 2>/dev/null; wait "$init_pid"; exit 143' TERM INT
 
@@ -127,7 +137,7 @@ if [ ! -d "$DATADIR/mysql" ]; then
 	ROOT_PWD_SET=
 	docker_process_sql() { # docker_process_sql [--database=X] [mariadb args] < SQL
 		MYSQL_PWD="${ROOT_PWD_SET:+$MYSQL_ROOT_PASSWORD}" \
-			mariadb --no-defaults --protocol=socket --socket="$INIT_SOCKET" \
+			"$CLIENT" --no-defaults --protocol=socket --socket="$INIT_SOCKET" \
 			-uroot --comments --batch "$@"
 	}
 	for i in $(seq 120); do
@@ -142,7 +152,7 @@ if [ ! -d "$DATADIR/mysql" ]; then
 
 	if [ -z "$MYSQL_INITDB_SKIP_TZINFO" ]; then
 		# like the official image: load time zone tables (quietly)
-		mariadb-tzinfo-to-sql --skip-write-binlog /usr/share/zoneinfo 2>/dev/null \
+		"${TZINFO[@]}" /usr/share/zoneinfo 2>/dev/null \
 			| docker_process_sql --database=mysql >/dev/null 2>&1 \
 			|| warn "could not load time zone tables (ignored)"
 	fi
@@ -152,15 +162,19 @@ if [ ! -d "$DATADIR/mysql" ]; then
 	if [ -n "$MYSQL_ROOT_HOST" ] && [ "$MYSQL_ROOT_HOST" != localhost ]; then
 		rh="$(sql_str "$MYSQL_ROOT_HOST")"
 		root_host_sql="CREATE USER 'root'@${rh} IDENTIFIED BY ${root_pw_sql};
-GRANT ALL ON *.* TO 'root'@${rh} WITH GRANT OPTION;
-GRANT PROXY ON ''@'%' TO 'root'@${rh} WITH GRANT OPTION;"
+GRANT ALL ON *.* TO 'root'@${rh} WITH GRANT OPTION;"
+	fi
+	# MySQL's --initialize makes root@localhost and its system accounts only;
+	# mariadb-install-db makes more, which go, as in the official MariaDB image.
+	cleanup_sql=
+	if [ "$ENGINE" = mariadb ]; then
+		cleanup_sql="DELETE FROM mysql.global_priv WHERE User NOT IN ('mariadb.sys', 'root') OR Host <> 'localhost';
+DELETE FROM mysql.proxies_priv WHERE Host <> 'localhost';
+FLUSH PRIVILEGES;"
 	fi
 	docker_process_sql --database=mysql <<-EOSQL
 		SET @@SESSION.SQL_LOG_BIN=0;
-		-- keep only root@localhost and the system account, as the official image does
-		DELETE FROM mysql.global_priv WHERE User NOT IN ('mariadb.sys', 'root') OR Host <> 'localhost';
-		DELETE FROM mysql.proxies_priv WHERE Host <> 'localhost';
-		FLUSH PRIVILEGES;
+		${cleanup_sql}
 		ALTER USER 'root'@'localhost' IDENTIFIED BY ${root_pw_sql};
 		${root_host_sql}
 		DROP DATABASE IF EXISTS test;
@@ -213,7 +227,7 @@ GRANT PROXY ON ''@'%' TO 'root'@${rh} WITH GRANT OPTION;"
 	wait "$init_pid" || die "temporary server did not shut down cleanly"
 	trap - TERM INT
 	log "Temporary server stopped"
-	log "MariaDB init process done. Ready for start up."
+	log "$ENGINE init process done. Ready for start up."
 fi
 
 # Do not leak the secrets into the server's environment.
