@@ -31,6 +31,7 @@ from common.db import (
     Cursor,
     Database,
     DatabaseAway,
+    DatabaseMisconfigured,
     LedgerConflict,
     LedgerEntry,
     ledger_entries,
@@ -119,13 +120,18 @@ class Worker:
             self.db.close()
         self.log.info("stopped")
 
-    def _sleep(self, seconds: float, connection: pika.BlockingConnection | None = None) -> None:
-        """Sleep, waking early on SIGTERM; with a connection, keep its heartbeats going."""
+    def _sleep(self, seconds: float, connection: pika.BlockingConnection | None = None,
+               healthy: bool = True) -> None:
+        """Sleep, waking early on SIGTERM; with a connection, keep its heartbeats going
+        (and, unless the consumer is not `healthy`, its health check passing)."""
+        if not healthy:
+            ALIVE_FILE.unlink(missing_ok=True)
         deadline = time.monotonic() + seconds
         while not self.stopping and (left := deadline - time.monotonic()) > 0:
             if connection is not None:
                 connection.sleep(min(left, 1.0))
-                ALIVE_FILE.touch()
+                if healthy:
+                    ALIVE_FILE.touch()
             else:
                 time.sleep(min(left, 0.2))
 
@@ -319,12 +325,16 @@ class Worker:
                 if self.stopping:
                     raise Stopping() from exc
                 delay = amqp.backoff(attempt)
-                self.log.warning(
-                    "database_unavailable", request_id=work[0][0], messages=len(work), error=str(exc),
-                    retry_in_s=round(delay, 2),
+                # A setup fault (access denied, unknown table) is no outage that
+                # passes by itself: loud, and the container reports unhealthy.
+                misconfigured = isinstance(exc, DatabaseMisconfigured)
+                report = self.log.error if misconfigured else self.log.warning
+                report(
+                    "database_misconfigured" if misconfigured else "database_unavailable",
+                    request_id=work[0][0], messages=len(work), error=str(exc), retry_in_s=round(delay, 2),
                 )
                 attempt += 1
-                self._sleep(delay, connection)
+                self._sleep(delay, connection, healthy=not misconfigured)
             except LedgerConflict:
                 # Another instance committed the same request first: its answer
                 # is in the ledger now, and the next attempt returns it.

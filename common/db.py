@@ -2,8 +2,9 @@
 
 A consumer never gives a message back because the database is away: it
 keeps the message and calls `Database.run` again until the work commits.
-`DatabaseAway` is the one error that means "try again later"; any other
-error is a bug or bad data and is not retried.
+`DatabaseAway` is the one error that means "try again later" (its subclass
+`DatabaseMisconfigured`: later, once a person has fixed the setup); any
+other error is a bug or bad data and is not retried.
 """
 
 from __future__ import annotations
@@ -34,10 +35,28 @@ COLLATION = "utf8mb4_unicode_ci"
 # is MariaDB's "record has changed since last read" under snapshot isolation.)
 RETRYABLE_ERRNOS = frozenset({errorcode.ER_LOCK_DEADLOCK, errorcode.ER_LOCK_WAIT_TIMEOUT,
                               errorcode.ER_CHECKREAD})
+# The server closed the connection: MySQL says why first (4031, an idle
+# connection past wait_timeout), which the connector raises as a plain
+# DatabaseError rather than as a lost connection.
+CONNECTION_LOST_ERRNOS = frozenset({errorcode.ER_CLIENT_INTERACTION_TIMEOUT,
+                                    errorcode.CR_SERVER_LOST, errorcode.CR_SERVER_GONE_ERROR})
+# The database answers, but not as this service needs: wrong password or
+# grants, a missing schema or table. Every message would fail the same way,
+# so none of them is poison: they wait for a person to fix the setup.
+MISCONFIGURED_ERRNOS = frozenset({
+    errorcode.ER_ACCESS_DENIED_ERROR, errorcode.ER_DBACCESS_DENIED_ERROR,
+    errorcode.ER_TABLEACCESS_DENIED_ERROR, errorcode.ER_COLUMNACCESS_DENIED_ERROR,
+    errorcode.ER_SPECIFIC_ACCESS_DENIED_ERROR, errorcode.ER_BAD_DB_ERROR,
+    errorcode.ER_NO_SUCH_TABLE, errorcode.ER_BAD_FIELD_ERROR,
+})
 
 
 class DatabaseAway(Exception):
     """The database cannot be reached, dropped the connection, or asked for a retry."""
+
+
+class DatabaseMisconfigured(DatabaseAway):
+    """The database refuses this service (access denied, unknown table ...): a person must act."""
 
 
 def connect(settings: DbSettings) -> MySQLConnectionAbstract | PooledMySQLConnection:
@@ -104,13 +123,21 @@ class Database:
                 raise
             self._dirty = False
             return result
-        except (mysql.connector.InterfaceError, mysql.connector.OperationalError) as exc:
+        except mysql.connector.Error as exc:
+            raise self._classify(exc) from exc
+
+    def _classify(self, exc: mysql.connector.Error) -> Exception:
+        """What a connector error means for the message in hand."""
+        if exc.errno in MISCONFIGURED_ERRNOS:
+            self.close()  # a fixed password or grant takes effect on the next connection
+            return DatabaseMisconfigured(str(exc))
+        if (isinstance(exc, (mysql.connector.InterfaceError, mysql.connector.OperationalError))
+                or exc.errno in CONNECTION_LOST_ERRNOS):
             self.close()
-            raise DatabaseAway(str(exc)) from exc
-        except mysql.connector.DatabaseError as exc:
-            if exc.errno in RETRYABLE_ERRNOS:
-                raise DatabaseAway(str(exc)) from exc
-            raise
+            return DatabaseAway(str(exc))
+        if exc.errno in RETRYABLE_ERRNOS:
+            return DatabaseAway(str(exc))
+        return exc
 
     def close(self) -> None:
         conn, self._conn, self._cursor = self._conn, None, None
