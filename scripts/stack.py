@@ -17,6 +17,7 @@ import argparse
 import functools
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -33,6 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRETS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")
 # Generated with the passwords, but needed only by a RabbitMQ cluster (RABBITMQ_NODES > 1).
 COOKIE = "RABBITMQ_ERLANG_COOKIE"
+# The database image's entrypoint pastes these into SQL unescaped on its first start.
+DATABASE_SETTINGS = ("MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "MYSQL_DATABASE")
+# Quotes and backslashes break that SQL; `$` is compose's interpolation, `#` a comment in .env.
+UNSAFE_CHARACTERS = "'\"\\`$#"
+# Which engine and version made a database volume, written into it at the first healthy start.
+ENGINE_FILE = "/var/lib/mysql/.made-by"
 # Base images: setting, default (a pinned minor tag), kind of local stand-in.
 IMAGES = (
     ("PYTHON_IMAGE", "python:3.12-slim", "python"),
@@ -96,6 +103,45 @@ def node_ports(values: Mapping[str, str]) -> list[int]:
     return [first + n for n in range(count)]
 
 
+class Engine(NamedTuple):
+    """A database server: "mysql" or "mariadb", and its version (major.minor.patch)."""
+
+    name: str
+    version: tuple[int, ...]
+
+    def __str__(self) -> str:
+        label = "MariaDB" if self.name == "mariadb" else "MySQL"
+        return f"{label} {'.'.join(map(str, self.version))}" if self.version else label
+
+    @classmethod
+    def parse(cls, text: str) -> Engine | None:
+        """From `mysqld --version` / `mariadbd --version`, or the volume's record ("mysql 9.7.4")."""
+        name = "mariadb" if "mariadb" in text.lower() else "mysql"
+        version = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+        if not version and not re.fullmatch(r"\s*(mysql|mariadb)\s*", text.lower()):
+            return None
+        return cls(name, tuple(map(int, version.groups())) if version else ())
+
+
+def database_volume_problem(volume: Engine, image: Engine, volume_name: str, setting: str) -> str:
+    """Why the image must not be started on the volume ('' when it may)."""
+    if volume.name == image.name and volume.version[:2] <= image.version[:2]:
+        return ""  # the same engine, the same series or an upgrade
+    what = "another engine" if volume.name != image.name else "an older version"
+    return (
+        f"the database volume {volume_name} was made by {volume}, and {setting} is {image}: {what} "
+        "cannot safely open that data (the image skips its setup when the volume holds a database, "
+        "then fails or misbehaves). Nothing was started or changed. Set MYSQL_IMAGE back to a "
+        f"{volume} image (or newer, same engine), or move the data: docs/troubleshooting.md"
+    )
+
+
+def unsafe_database_settings(values: Mapping[str, str]) -> list[str]:
+    """The database settings the image's first start would paste into broken SQL."""
+    return [f"{key} contains {' '.join(sorted({c for c in values.get(key, '') if c in UNSAFE_CHARACTERS}))}"
+            for key in DATABASE_SETTINGS if any(c in UNSAFE_CHARACTERS for c in values.get(key, ""))]
+
+
 def parse_env_file(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -153,6 +199,11 @@ class Stack:
     def ensure_env_file(self) -> None:
         if self.env_file.exists():
             self.load()
+            unsafe = unsafe_database_settings(self.values)
+            if unsafe:
+                fail(f"{self.env_file.name}: {'; '.join(unsafe)}. The database image pastes these into "
+                     f"SQL without escaping, so its first start would break. Use letters, digits and "
+                     f"- _ . @ % + = , : / only (make up generates such passwords).")
             missing = [key for key in SECRETS if not self.get(key)]
             if missing:
                 fail(f"{self.env_file} does not set {', '.join(missing)}")
@@ -363,6 +414,7 @@ class Stack:
     def up(self) -> None:
         self.ensure_env_file()
         images = self.resolve_images()
+        database = self.check_database_volume(images["MYSQL_IMAGE"])
         gateway = self.start_rabbitmq(images["RABBITMQ_IMAGE"])
         ports = ",".join(str(node.port) for node in self.nodes())
         say(f"RabbitMQ is reachable from compose at {gateway}, port {ports} "
@@ -372,9 +424,41 @@ class Stack:
             self.discovered["RABBITMQ_PORTS"] = ports
         self.compose("up", "--detach", "--build", "--remove-orphans")
         self.wait_until_healthy()
+        self.compose("exec", "-T", "db", "sh", "-c", f'echo "$0" > {ENGINE_FILE}',
+                     f"{database.name} {'.'.join(map(str, database.version))}", capture=True)
         port = self.get("PRODUCER_PORT")
         say(f"up: http://localhost:{port}/health_check?message=hello  "
             f"(RabbitMQ UI: http://localhost:{self.get('RABBITMQ_MANAGEMENT_PORT')})")
+
+    def check_database_volume(self, image: str) -> Engine:
+        """The engine of the database image; stop if the data volume was made by another one.
+
+        The official images start on a volume that holds any database at all,
+        so a volume made by MariaDB handed to MySQL (or the reverse, or a
+        downgrade) would fail to start or misbehave: refuse it, before anything runs.
+        """
+        found = run(["docker", "run", "--rm", "--entrypoint", "sh", image, "-c",
+                     "mariadbd --version 2>/dev/null || mysqld --version"], capture=True, check=False)
+        engine = Engine.parse(found.stdout)
+        if found.returncode != 0 or engine is None:
+            fail(f"{image} has neither mysqld nor mariadbd: MYSQL_IMAGE must be a MySQL or MariaDB image")
+            raise AssertionError  # unreachable
+        if not docker_ok("volume", "inspect", self.db_volume):
+            return engine
+        # A volume from before the record: MySQL 8+ keeps its dictionary in mysql.ibd,
+        # MariaDB has Aria's control file.
+        record = run(["docker", "run", "--rm", "--volume", f"{self.db_volume}:/var/lib/mysql:ro",
+                      "--entrypoint", "sh", image, "-c",
+                      f"cat {ENGINE_FILE} 2>/dev/null"
+                      " || { test -f /var/lib/mysql/aria_log_control && echo mariadb; }"
+                      " || { test -f /var/lib/mysql/mysql.ibd && echo mysql; }"],
+                     capture=True, check=False).stdout.strip()
+        made_by = Engine.parse(record) if record else None
+        if made_by is not None:
+            problem = database_volume_problem(made_by, engine, self.db_volume, f"MYSQL_IMAGE={image}")
+            if problem:
+                fail(problem)
+        return engine
 
     def status(self) -> None:
         """Each container's state and health, and each queue's depth and consumers."""
