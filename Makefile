@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STACK = $(PYTHON) scripts/stack.py
 
-.PHONY: up down clean test faults cluster bench bench-nodes status dead-letters replay-dead logs ps
+.PHONY: up down clean test test-mariadb faults cluster bench bench-nodes status dead-letters replay-dead logs ps
 
 up:      ## start RabbitMQ on its own network, then the compose services
 	$(STACK) up
@@ -15,6 +15,9 @@ clean:   ## stop everything and delete the data volumes
 
 test:    ## ruff, mypy, unit and integration tests (brings up its own copy of the system)
 	$(STACK) test
+
+test-mariadb:  ## the assignment, contract, inventory, update and migration tests on MariaDB
+	$(STACK) test-mariadb
 
 faults:  ## only the fault-injection tests (part of `make test` too)
 	$(STACK) test -m faults

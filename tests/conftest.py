@@ -9,6 +9,7 @@ reused when found).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, kind))
 
 
+# The database server each copy ran on, for the summary: CI runs the suite on MySQL and on MariaDB.
+DATABASES: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    yield from copy_of_the_system("stack", PROJECT)
+    with contextlib.contextmanager(copy_of_the_system)("stack", PROJECT) as system:
+        [[version, comment]] = system.sql("SELECT VERSION(), @@version_comment")
+        DATABASES.append(f"{version} ({comment})")
+        yield system
 
 
 @pytest.fixture
@@ -43,9 +51,11 @@ def api(stack: Stack) -> Callable[..., requests.Response]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The fault tests' tables, together, and kept for the README."""
+    """The database the copy ran on; the fault tests' tables, together, and kept for the docs."""
     from tests.faults.load import OTHER_REPORTS, TABLES, Table
 
+    for database in DATABASES:
+        terminalreporter.write_line(f"database server of the test copy: {database}")
     if not TABLES and not OTHER_REPORTS:
         return
     load_table = [Table.HEADER + "".join("\n" + t.row() for t in TABLES)] if TABLES else []

@@ -101,3 +101,54 @@ def test_the_application_user_may_only_do_its_job(stack: Stack) -> None:
                       "UPDATE orders SET quantity = 0 WHERE sku = 'nobody'", "DELETE FROM orders"):
         result = as_app(forbidden)
         assert result.returncode != 0 and "denied" in result.stderr, (forbidden, result.stderr)
+
+
+def set_wait_timeout(stack: Stack, seconds: int) -> None:
+    """The server's idle limit for new connections; consumer_two restarted to take it."""
+    stack.sql(f"SET GLOBAL wait_timeout = {seconds}")
+    docker("restart", "--time", "10", stack.container("consumer_two"))
+    wait_until(lambda: healthy(stack, "consumer_two"), timeout=60)
+
+
+def test_a_connection_closed_for_idleness_is_reopened_and_nothing_is_dead_lettered(
+        stack: Stack, api: Api) -> None:
+    """MySQL closes a connection idle past wait_timeout with error 4031 (MariaDB without a
+    word): either way the consumer reconnects and the write is done, not set aside."""
+    set_wait_timeout(stack, 2)
+    try:
+        srns = [unique_srn("I"), unique_srn("I")]
+        first = api("POST", "/insert_record", json={"Name": "Idle", "SRN": srns[0], "Section": "A"})
+        assert first.status_code == 201, first.text
+        time.sleep(4)  # the server closes consumer_two's connection meanwhile
+        second = api("POST", "/insert_record", json={"Name": "Idle", "SRN": srns[1], "Section": "A"},
+                     headers={"X-Request-ID": f"idle-{srns[1]}"})
+        assert second.status_code == 201, second.text
+    finally:
+        set_wait_timeout(stack, 28800)
+    assert stack.sql(f"SELECT COUNT(*) FROM students WHERE srn IN ('{srns[0]}', '{srns[1]}')") == [["2"]]
+    assert f"idle-{srns[1]}" not in stack.script("dead-letters", "insert_record")
+    logs = subprocess.run(["docker", "logs", "--since", "30s", stack.container("consumer_two")],
+                          capture_output=True, text=True).stdout
+    assert "handler_failed" not in logs
+
+
+def test_access_denied_keeps_the_write_and_reports_unhealthy_until_granted(stack: Stack, api: Api) -> None:
+    """A configuration fault is not poison: the message waits, the consumer says it is
+    unhealthy, and once the grant is back the write is done as it was asked."""
+    user = stack.values["MYSQL_USER"]
+    stack.sql(f"REVOKE INSERT ON students FROM '{user}'@'%'")
+    srn = unique_srn("G")
+    try:
+        response = api("POST", "/insert_record", json={"Name": "Granted", "SRN": srn, "Section": "A"},
+                       headers={"X-Request-ID": f"grant-{srn}"})
+        assert response.status_code == 202, response.text
+        wait_until(lambda: not healthy(stack, "consumer_two"), timeout=60)
+        logs = subprocess.run(["docker", "logs", "--since", "60s", stack.container("consumer_two")],
+                              capture_output=True, text=True).stdout
+        assert '"database_misconfigured"' in logs and "denied" in logs
+        assert f"grant-{srn}" not in stack.script("dead-letters", "insert_record")
+    finally:
+        stack.sql(f"GRANT INSERT ON students TO '{user}'@'%'")
+    wait_until(lambda: api("GET", f"/requests/grant-{srn}").status_code == 201, timeout=60)
+    assert stack.sql(f"SELECT name FROM students WHERE srn = '{srn}'") == [["Granted"]]
+    wait_until(lambda: healthy(stack, "consumer_two"), timeout=60)
