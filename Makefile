@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STACK = $(PYTHON) scripts/stack.py
 
-.PHONY: up down clean test test-mariadb faults cluster bench bench-nodes status dead-letters replay-dead logs ps
+.PHONY: up down clean test test-mariadb smoke faults cluster bench bench-nodes status dead-letters replay-dead logs ps
 
 up:      ## start RabbitMQ on its own network, then the compose services
 	$(STACK) up
@@ -19,6 +19,9 @@ test:    ## ruff, mypy, unit and integration tests (brings up its own copy of th
 test-mariadb:  ## the assignment, contract, inventory, update and migration tests on MariaDB
 	$(STACK) test-mariadb
 
+smoke:   ## ruff, mypy, unit tests, then the assignment's checklist on a throwaway copy (a few minutes)
+	$(STACK) smoke
+
 faults:  ## only the fault-injection tests (part of `make test` too)
 	$(STACK) test -m faults
 
@@ -31,7 +34,7 @@ bench:   ## speed and memory next to same-run ceilings; writes bench/results/lat
 bench-nodes:  ## inserts on one RabbitMQ node against a three-node cluster, in one run (two throwaway copies)
 	$(STACK) bench --nodes 1,3
 
-status:  ## each container's state and health, each queue's depth and consumers
+status:  ## each container's state and health, each queue's depth and consumers, the exchange's bindings
 	$(STACK) status
 
 dead-letters:  ## what each .dead queue holds (request id, reason, first bytes), left in place

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the producer's HTTP API, served at GET /openapi.json.
 
-Written out by hand from CONTRACT.md; tests keep it true (every route of the
+Written out by hand from docs/contract.md; tests keep it true (every route of the
 app is here and nothing else, and schemathesis checks live answers against it).
 """
 
@@ -88,7 +88,7 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Student records and inventory over RabbitMQ", "version": "1.1.0",
-                 "description": "The producer's HTTP API; see CONTRACT.md."},
+                 "description": "The producer's HTTP API; see docs/contract.md in the repository."},
         "paths": {
             "/": {"get": {"summary": "The HTML page", "responses": {"200": {
                 "description": "A page with forms for every route", "headers": REQUEST_ID_HEADER,

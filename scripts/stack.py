@@ -3,6 +3,7 @@
 
     python scripts/stack.py up      # RabbitMQ on its own network, then compose
     python scripts/stack.py test    # ruff, mypy, unit and integration tests
+    python scripts/stack.py smoke   # ruff, mypy, unit tests, then the assignment's checklist
     python scripts/stack.py down    # stop compose, then RabbitMQ (data stays)
     python scripts/stack.py clean   # down, and delete the data volumes
 
@@ -30,7 +31,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+# The one minimum Python for the host (the images bring their own); pyproject's target.
+MIN_PYTHON = (3, 11)
+if sys.version_info < MIN_PYTHON:
+    sys.exit(f"scripts/stack.py needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer; "
+             f"this is Python {sys.version.split()[0]} ({sys.executable}). Install a newer one "
+             "(python.org, or your package manager) and run it with that.")
+
 ROOT = Path(__file__).resolve().parent.parent
+# The exchange of common/topology.py (this script imports nothing of the services).
+EXCHANGE = "microservices"
+# `make smoke`: after the unit tests, one pass of the assignment's checklist on a throwaway copy.
+SMOKE_TESTS = ("tests/integration/test_assignment.py",)
 SECRETS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")
 # Generated with the passwords, but needed only by a RabbitMQ cluster (RABBITMQ_NODES > 1).
 COOKIE = "RABBITMQ_ERLANG_COOKIE"
@@ -461,7 +473,7 @@ class Stack:
         return engine
 
     def status(self) -> None:
-        """Each container's state and health, and each queue's depth and consumers."""
+        """Each container's state and health, each queue's depth and consumers, the exchange's bindings."""
         rows = [("container", "state", "health")]
         rabbitmq = self.get("RABBITMQ_CONTAINER")
         nodes = [node.container for node in self.nodes()]
@@ -480,6 +492,12 @@ class Stack:
         print()
         lines = sorted(tuple(line.split()) for line in queues.stdout.splitlines() if line.strip())
         print_table([("queue", "messages", "consumers"), *lines])
+        bindings = run(["docker", "exec", rabbitmq, "rabbitmqctl", "-q", "list_bindings", "source_name",
+                        "destination_name", "routing_key", "--no-table-headers"], check=False, capture=True)
+        ours = sorted(tuple(fields) for fields in (line.split() for line in bindings.stdout.splitlines())
+                      if len(fields) == 3 and fields[0] == EXCHANGE)
+        print()
+        print_table([("exchange", "queue", "routing key"), *ours])
 
     def down(self, *, volumes: bool = False) -> None:
         self.load()
@@ -634,6 +652,15 @@ def test(pytest_args: Sequence[str]) -> int:
     return 0
 
 
+def smoke(pytest_args: Sequence[str]) -> int:
+    """ruff, mypy and the unit tests, then the assignment's checklist end to end on a throwaway copy."""
+    code = test(["-m", "unit", *pytest_args])
+    if code != 0:
+        return code
+    say("the assignment's checklist, on a copy of its own")
+    return subprocess.run([dev_python(), "-m", "pytest", *SMOKE_TESTS, *pytest_args]).returncode
+
+
 # What CI runs on MariaDB besides the whole suite on MySQL: the assignment, the
 # contract, the inventory, the update, and the schema and engine handling.
 MARIADB_IMAGE = "mariadb:11.8"
@@ -647,8 +674,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env",
                         help="settings file (default: .env, created from .env.example)")
-    parser.add_argument("command", choices=["up", "down", "clean", "test", "test-mariadb", "bench", "status",
-                                            "dead-letters", "replay-dead", "logs", "ps"])
+    parser.add_argument("command", choices=["up", "down", "clean", "test", "test-mariadb", "smoke", "bench",
+                                            "status", "dead-letters", "replay-dead", "logs", "ps"])
     args, rest = parser.parse_known_args(argv)
     stack = Stack(args.env_file.resolve())
     if args.command == "up":
@@ -663,6 +690,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["MYSQL_IMAGE"] = MARIADB_IMAGE
         say(f"on MariaDB (MYSQL_IMAGE={MARIADB_IMAGE}): {', '.join(MARIADB_TESTS)}")
         return test([*MARIADB_TESTS, *rest])
+    elif args.command == "smoke":
+        return smoke(rest)
     elif args.command == "bench":
         return subprocess.run([dev_python(), str(ROOT / "bench" / "bench.py"),
                                "--env-file", str(args.env_file), *rest]).returncode

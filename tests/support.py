@@ -202,7 +202,7 @@ def healthy(stack: Stack, service: str) -> bool:
 
 
 def every_consumer_answers(stack: Stack) -> bool:
-    """One round trip through each consumer: the producer and all four have resumed."""
+    """One round trip through each of the assignment's four consumers: the producer and they have resumed."""
     srn, base = unique_srn("B"), stack.base_url
     return (requests.get(f"{base}/health_check", params={"message": "back"}, timeout=10).status_code == 200
             and requests.post(f"{base}/insert_record", json={"Name": "Back", "SRN": srn, "Section": "A"},

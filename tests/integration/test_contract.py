@@ -1,4 +1,4 @@
-"""CONTRACT.md's promises: every refusal changes nothing, ids, retries, dead letters, idling."""
+"""docs/contract.md's promises: every refusal changes nothing, ids, retries, dead letters, idling."""
 
 from __future__ import annotations
 

@@ -17,6 +17,13 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+def needed(what: str) -> None:
+    """Skip with one line saying what is missing and how to install it; under CI (CI set), fail."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (required because CI is set)")
+    pytest.skip(what)
+
+
 def submit(page: Any, button: str) -> None:
     """Click, and wait for the answer to this click (a new request id), not the last one."""
     before = page.text_content("#request-id")
@@ -35,10 +42,12 @@ def last_cell(page: Any, table: str, key: str, text: str) -> None:
 @pytest.fixture(scope="module")
 def browser_page(stack: Stack) -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs it)")
-        pytest.skip("chromium is not installed: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
+        needed("the browser test needs Chromium (playwright comes with .venv): "
+               "apt-get install chromium, or your system's chromium package")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        needed("the browser test needs playwright: python scripts/stack.py test installs it into .venv")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -60,7 +61,11 @@ def _ensure_newman() -> None:
         return
     npm = shutil.which("npm")
     if npm is None:
-        pytest.fail("npm is not on PATH: install Node.js with npm to run the Postman collection (newman)")
+        what = ("the newman test needs npm: install Node.js with npm (apt-get install nodejs npm); "
+                "newman itself is installed from postman/package.json")
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} (required because CI is set)")
+        pytest.skip(what)
     result = subprocess.run(
         [npm, "ci", "--prefix", str(POSTMAN), "--no-audit", "--no-fund"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,

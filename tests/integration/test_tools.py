@@ -12,7 +12,7 @@ import pika
 from tests.support import CONSUMERS, ROUTING_KEYS, Stack, healthy, unique_srn, wait_until
 
 
-def test_status_shows_health_and_queues(stack: Stack) -> None:
+def test_status_shows_health_queues_and_bindings(stack: Stack) -> None:
     for service in ("producer", *CONSUMERS, "db"):
         wait_until(functools.partial(healthy, stack, service), timeout=60)  # whatever ran before
     out = stack.script("status")
@@ -23,6 +23,8 @@ def test_status_shows_health_and_queues(stack: Stack) -> None:
     for queue in ROUTING_KEYS:
         assert lines[queue][1] == "1", out  # one consumer each
         assert lines[f"{queue}.dead"][1] == "0", out
+    bindings = [line.split() for line in out.splitlines() if line.startswith("microservices ")]
+    assert sorted(bindings) == sorted(["microservices", key, key] for key in ROUTING_KEYS), out
 
 
 def test_dead_letters_are_listed_in_place_and_replayed_once(stack: Stack) -> None:

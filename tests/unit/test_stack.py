@@ -1,12 +1,15 @@
-"""scripts/stack.py without Docker: the .env it writes, and its refusals."""
+"""scripts/stack.py without Docker: the .env it writes, and its refusals (an old Python too)."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from common import topology
 from scripts import stack
 from scripts.stack import COOKIE, SECRETS, Stack, amqp_login, node_ports, parse_env_file
 
@@ -103,3 +106,22 @@ def test_node_names_and_ports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert node_ports({}) == [5672]
     with pytest.raises(SystemExit):
         node_ports({"RABBITMQ_NODES": "3", "RABBITMQ_AMQP_PORTS": "7000,7100"})
+
+
+def test_the_exchange_is_the_topology_s() -> None:
+    assert stack.EXCHANGE == topology.EXCHANGE
+
+
+def test_the_minimum_python_is_pyproject_s() -> None:
+    pyproject = (Path(stack.ROOT) / "pyproject.toml").read_text(encoding="utf-8")
+    major, minor = stack.MIN_PYTHON
+    assert f'target-version = "py{major}{minor}"' in pyproject
+    assert f'python_version = "{major}.{minor}"' in pyproject
+
+
+def test_an_older_python_is_refused_with_a_clear_message() -> None:
+    pretend = ("import runpy, sys; sys.version_info = (3, 10, 0, 'final', 0); "
+               f"runpy.run_path({str(Path(stack.ROOT) / 'scripts' / 'stack.py')!r}, run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", pretend], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "needs Python 3.11 or newer" in result.stderr
