@@ -71,9 +71,9 @@ class System:
         finally:
             connection.close()
 
-    def producer_setup(self) -> tuple[str, str, dict[str, str]]:
-        """The producer's image, compose network and environment: what a baseline is started with."""
-        inspect = json.loads(subprocess.run(["docker", "inspect", self.container("producer")],
+    def producer_setup(self, service: str = "producer") -> tuple[str, str, dict[str, str]]:
+        """A service's image, compose network and environment (the producer's: what a baseline runs from)."""
+        inspect = json.loads(subprocess.run(["docker", "inspect", self.container(service)],
                                             capture_output=True, text=True, check=True).stdout)[0]
         network = next(iter(inspect["NetworkSettings"]["Networks"]))
         env = dict(item.split("=", 1) for item in inspect["Config"]["Env"])
