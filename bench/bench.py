@@ -15,8 +15,12 @@ The parts, by job:
     bench/system.py     what is read from Docker: containers, cgroup CPU and memory, logs
     bench/ceilings.py   raw ceilings: the broker, the database and gunicorn alone
     bench/ours.py       the system end to end
-    bench/baselines.py  other designs of the same contract (bench/naive.py), same generator
+    bench/baselines.py  other designs of the same contract, same generator, same run:
+                        bench/naive.py (a connection per request) and
+                        bench/straight.py (the straightforward design, every figure of ours a ratio to it)
+    bench/breakdown.py  an insert's latency step by step, from the services' logs
     bench/report.py     tables and the results file
+    bench/reference.json  the CPU per insert that later runs are compared with (--set-reference)
     scripts/copies.py   the throwaway copy of the system (shared with the tests)
 """
 
@@ -24,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 # The repository root is on the path only now.
 from bench import baselines  # noqa: E402
+from bench.breakdown import breakdown  # noqa: E402
 from bench.ceilings import QUORUM_ROUND_TRIP, ROUND_TRIP, SINGLE_ROW, Ceilings  # noqa: E402
 from bench.load import progress  # noqa: E402
 from bench.ours import Ours  # noqa: E402
@@ -42,6 +49,25 @@ from bench.report import RESULTS, judge, ratio, show, write  # noqa: E402
 from bench.system import System  # noqa: E402
 from scripts.copies import copy_values, throwaway_copy  # noqa: E402
 from scripts.stack import Stack  # noqa: E402
+
+REFERENCE = ROOT / "bench" / "reference.json"
+
+
+def reference() -> dict[str, Any] | None:
+    """The recorded CPU per insert (summed over our containers) that this run is compared with."""
+    if not REFERENCE.exists():
+        return None
+    figure: dict[str, Any] = json.loads(REFERENCE.read_text())["cpu_per_insert_ms"]
+    return figure
+
+
+def set_reference(cpu: dict[str, Any], note: str) -> None:
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    REFERENCE.write_text(json.dumps({"cpu_per_insert_ms": {
+        **cpu, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit, "note": note,
+    }}, indent=2) + "\n")
+    print(f"\nthis run's CPU per insert written to {REFERENCE} as the reference")
 
 
 def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
@@ -61,6 +87,14 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
         print("\nthe naive design: a new connection per request (bench/naive.py)", file=sys.stderr)
         naive = baselines.naive(system, clients, args.duration)
 
+    straight_rows: list[dict[str, Any]] = []
+    straight_floor: list[dict[str, Any]] = []
+    straight_cpu: list[dict[str, Any]] = []
+    if not args.skip_straight:
+        print("\nthe straightforward design (bench/straight.py)", file=sys.stderr)
+        straight_rows, straight_floor, straight_cpu = baselines.straight_design(
+            system, clients, args.duration)
+
     print("\nend to end", file=sys.stderr)
     created_before = system.connections_created(settled=True)
     end_to_end: list[dict[str, Any]] = []
@@ -71,6 +105,9 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
         end_to_end.append(row)
         cpu_per_insert.append(cpu)
         inserted[c] = row["requests"]
+    print("\nlatency breakdown of an insert at one client (the services' logs)", file=sys.stderr)
+    steps_run, steps = breakdown(system, ours, f"{tag}L", args.duration)
+    end_to_end.append(steps_run)
     ours.seed(1000)
     rows = ours.rows_in_table()
     for c in clients:
@@ -97,6 +134,8 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
     insert = {r["clients"]: r for r in end_to_end if r["what"] == "insert_record"}
     targets = []
     top = max(clients)
+    cpu_top = next(r for r in cpu_per_insert if r["clients"] == top)
+    ref = reference()
     if top in insert and top in floor:
         targets.append({"target": f"P1 inserts @{top} / HTTP floor >= 0.5",
                         "ratio": ratio(insert[top]["per_s"], floor[top])})
@@ -115,6 +154,16 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
                         "ratio": ratio(big_read["p50_ms"], raw_read["p50_ms"])})
     targets.append({"target": "P4 AMQP connections opened per request == 0",
                     "ratio": round(created / max(1, requests_sent), 4)})
+    straight = {r["clients"]: r for r in straight_rows}
+    if top in insert and top in straight:
+        targets.append({"target": f"inserts @{top} / straightforward design's >= 2",
+                        "ratio": ratio(insert[top]["per_s"], straight[top]["per_s"])})
+    if ref is not None:
+        same = ref.get("clients") == top
+        at = "" if same else f" @{ref.get('clients')}"
+        targets.append({"target": f"CPU per insert @{top}, summed / reference ({ref['total']} ms{at}, "
+                        f"{ref.get('when', '?')[:10]}) <= 1.0",
+                        "ratio": ratio(cpu_top["total"], ref["total"]) if same else "n/a"})
     for row in naive:
         if row["clients"] in insert:
             targets.append({"target": f"P4 inserts @{row['clients']} / naive design's >= 5",
@@ -126,15 +175,56 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
     if naive:
         show(naive, ["what", "clients", "requests", "per_s", "p50_ms", "p95_ms", "p99_ms", "errors",
                      "connections_per_request"])
+    if straight_rows:
+        show(straight_rows + straight_floor, ["what", "clients", "requests", "per_s", "p50_ms", "p95_ms",
+                                              "p99_ms", "errors"])
+        show(compared(insert, floor, cpu_per_insert, straight, straight_floor, straight_cpu),
+             ["figure", "ours", "straightforward", "ours / straightforward"],
+             "ours as a ratio to the straightforward design (same generator, same run)")
+    show(steps, ["step", "p50_ms"], f"latency breakdown of an insert at one client, from the services' logs "
+         f"({steps_run['joined']} inserts joined by request id; medians)")
     show(cpu_per_insert, ["clients", "producer", "rabbitmq", "consumer_two", "db", "total", "host_busy_pct"],
          "CPU per insert (ms), by container and summed over our containers, "
          "and how busy the whole machine was during the run")
+    if straight_cpu:
+        show(straight_cpu, ["clients", "app", "rabbitmq", "consumer", "db", "total", "host_busy_pct"],
+             "the straightforward design's CPU per insert (ms)")
+    print(f"\nCPU per insert summed over our containers @{top}: {cpu_top['total']} ms"
+          + (f" (reference {ref['total']} ms @{ref.get('clients')}, {ref.get('when', '?')})" if ref else
+             " (no reference yet: --set-reference records this run's)"))
     print(f"\npeak memory (MiB): {memory}; AMQP connections opened during the end-to-end run: {created}")
     show(targets, ["target", "ratio", "met"])
     write("latest.json", {"duration_s": args.duration, "clients": clients},
-          ceilings=ceilings, naive=naive, end_to_end=end_to_end, cpu_per_insert_ms=cpu_per_insert,
+          ceilings=ceilings, naive=naive, straightforward={
+              "inserts": straight_rows, "http_floor": straight_floor, "cpu_per_insert_ms": straight_cpu},
+          end_to_end=end_to_end, latency_breakdown_ms=steps, cpu_per_insert_ms=cpu_per_insert,
+          cpu_per_insert_summed_ms={"clients": top, "total": cpu_top["total"], "reference": ref},
           peak_memory_mib=memory, connections_created=created, targets=targets)
+    if args.set_reference:
+        set_reference({k: v for k, v in cpu_top.items() if k != "host_busy_pct"} | {
+            "host_busy_pct": cpu_top.get("host_busy_pct")}, args.set_reference)
     return 0
+
+
+def compared(insert: dict[int, dict[str, Any]], floor: dict[int, float], cpu: list[dict[str, Any]],
+             straight: dict[int, dict[str, Any]], straight_floor: list[dict[str, Any]],
+             straight_cpu: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each figure of ours next to the straightforward design's, and their ratio."""
+    theirs_floor = {r["clients"]: r["per_s"] for r in straight_floor}
+    ours_cpu = {r["clients"]: r["total"] for r in cpu}
+    theirs_cpu = {r["clients"]: r["total"] for r in straight_cpu}
+    rows = []
+    both = [c for c in straight if c in insert]
+    for figure, ours, theirs in (
+        *((f"inserts/s @{c}", insert[c]["per_s"], straight[c]["per_s"]) for c in both),
+        *((f"insert p50 ms @{c}", insert[c]["p50_ms"], straight[c]["p50_ms"]) for c in both),
+        *((f"HTTP floor /s @{c}", floor[c], theirs_floor[c]) for c in theirs_floor if c in floor),
+        *((f"CPU per insert ms @{c}, summed", ours_cpu[c], theirs_cpu[c])
+          for c in theirs_cpu if c in ours_cpu),
+    ):
+        rows.append({"figure": figure, "ours": ours, "straightforward": theirs,
+                     "ours / straightforward": ratio(ours, theirs)})
+    return rows
 
 
 def compare_nodes(stack: Stack, counts: list[int], clients: list[int], duration: float) -> int:
@@ -183,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", help="only compare inserts on copies with these RabbitMQ node counts, "
                         "e.g. 1,3 (each a copy of its own, deleted afterwards)")
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive design's baseline (P4)")
+    parser.add_argument("--skip-straight", action="store_true",
+                        help="skip the straightforward design's baseline")
+    parser.add_argument("--set-reference", metavar="NOTE",
+                        help="record this run's CPU per insert (summed, at the top client count) in "
+                        "bench/reference.json, with NOTE saying what it is")
     parser.add_argument("--copy", action="store_true",
                         help="run in a throwaway copy of the system (named by MSTEST_PROJECT, default "
                         "'benchcopy'), deleted afterwards, instead of the system of --env-file")
