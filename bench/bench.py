@@ -201,8 +201,7 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
           cpu_per_insert_summed_ms={"clients": top, "total": cpu_top["total"], "reference": ref},
           peak_memory_mib=memory, connections_created=created, targets=targets)
     if args.set_reference:
-        set_reference({k: v for k, v in cpu_top.items() if k != "host_busy_pct"} | {
-            "host_busy_pct": cpu_top.get("host_busy_pct")}, args.set_reference)
+        set_reference(cpu_top, args.set_reference)
     return 0
 
 
