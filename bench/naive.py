@@ -8,7 +8,7 @@ consumer (so it does less than our producer, not more).
 To stay harmless it publishes to the contract's exchange under a routing key
 of its own, `bench.naive`, bound to a bench-only queue that no consumer reads
 and that the bench deletes afterwards: the students table never sees it.
-`bench/bench.py` runs it under gunicorn with the producer's worker and thread
+`bench/baselines.py` runs it under gunicorn with the producer's worker and thread
 settings, in the producer's image, on the compose network.
 """
 

@@ -96,6 +96,8 @@ class Worker:
         self.stopping = False
         # Since the last successful connect: the next retry's backoff grows with it.
         self.failed_connects = 0
+        # Delivery tag -> when the message was delivered (time.time()), for its `at` in the log line.
+        self.arrived: dict[int, float] = {}
 
     def stop(self, signum: int, _frame: FrameType | None = None) -> None:
         self.log.info("stop_requested", signal=signal.Signals(signum).name)
@@ -143,12 +145,18 @@ class Worker:
             topology.declare(channel)
             channel.basic_qos(prefetch_count=self.settings.prefetch)
             inbox: deque[Delivery] = deque()
+            self.arrived.clear()  # delivery tags start again on a new channel
             tags = []
+
+            def deliver(handler: Handler, method: Basic.Deliver, props: BasicProperties, body: bytes) -> None:
+                self.arrived[method.delivery_tag] = time.time()
+                inbox.append((handler, method, props, body))
+
             for queue, handler in self.handlers.items():
                 tags.append(channel.basic_consume(
                     queue=queue,
-                    on_message_callback=lambda _ch, method, props, body, handler=handler: inbox.append(
-                        (handler, method, props, body)
+                    on_message_callback=lambda _ch, method, props, body, handler=handler: deliver(
+                        handler, method, props, body
                     ),
                 ))
                 self.log.info("consuming", queue=queue, prefetch=self.settings.prefetch)
@@ -218,16 +226,20 @@ class Worker:
             for delivery, _, _ in valid:
                 self._process(connection, channel, *delivery)
             return
+        committed = time.time()
+        replied = []
         for (delivery, _, _), reply in zip(valid, replies, strict=True):
             self._reply(channel, delivery[2], reply)
+            replied.append(time.time())
         channel.basic_ack(valid[-1][0][1].delivery_tag, multiple=True)  # only now: after the commit
         seconds = time.monotonic() - started
-        for (_, request_id, _), reply in zip(valid, replies, strict=True):
+        for (delivery, request_id, _), reply, reply_sent in zip(valid, replies, replied, strict=True):
             metrics.MESSAGES.labels(handler.routing_key, "ok" if reply["ok"] else "refused").inc()
             metrics.HANDLING.labels(handler.routing_key).observe(seconds)
             self.log.info(
                 "message_handled", request_id=request_id, queue=handler.routing_key,
                 ok=reply["ok"], error=reply.get("error"), ms=round(seconds * 1000, 1), batch=len(valid),
+                at=self._marks(handler, delivery[1].delivery_tag, committed, reply_sent),
             )
 
     def _process(
@@ -245,6 +257,7 @@ class Worker:
         try:
             payload = self._parse(handler, request_id, props, body)
         except Invalid as exc:
+            self.arrived.pop(tag, None)
             # Poison never blocks the queue: it goes to <queue>.dead for a person.
             self.log.warning(
                 "message_rejected", request_id=request_id or None, error=exc.code,
@@ -255,6 +268,7 @@ class Worker:
             return
 
         if handler.expires and self._expired(payload):
+            self.arrived.pop(tag, None)
             self.log.info("message_expired", request_id=request_id)
             channel.basic_ack(tag)
             metrics.MESSAGES.labels(handler.routing_key, "expired").inc()
@@ -265,11 +279,14 @@ class Worker:
         except Stopping:
             raise
         except Exception:  # a bug, not the database: keep the message for a person
+            self.arrived.pop(tag, None)
             self.log.exception("handler_failed", request_id=request_id)
             self._dead_letter(channel, handler, method, props,
                               error_reply("internal_error", "The request could not be processed."), "failed")
             return
+        committed = time.time()
         self._reply(channel, props, reply)
+        reply_sent = time.time()
         channel.basic_ack(tag)
         seconds = time.monotonic() - started
         metrics.MESSAGES.labels(handler.routing_key, "ok" if reply["ok"] else "refused").inc()
@@ -277,7 +294,15 @@ class Worker:
         self.log.info(
             "message_handled", request_id=request_id, queue=handler.routing_key,
             ok=reply["ok"], error=reply.get("error"), ms=round(seconds * 1000, 1),
+            at=self._marks(handler, tag, committed, reply_sent),
         )
+
+    def _marks(self, handler: Handler, tag: int, done: float, reply_sent: float) -> dict[str, float]:
+        """Wall-clock times (time.time(), µs) of a handled message's steps, for its log line."""
+        marks = {"consumer_received": self.arrived.pop(tag, 0.0),
+                 "committed" if handler.uses_db and self.db is not None else "handled": done,
+                 "reply_sent": reply_sent}
+        return {name: round(at, 6) for name, at in marks.items() if at}
 
     def _dead_letter(self, channel: BlockingChannel, handler: Handler, method: Basic.Deliver,
                      props: BasicProperties, reply: dict[str, Any], outcome: str) -> None:

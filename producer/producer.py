@@ -122,7 +122,8 @@ def _ask(routing_key: str, payload: dict[str, Any]) -> dict[str, Any] | None:
     """Publish and wait for the consumer's reply (None: confirmed, but no answer in time)."""
     request_id = g.request_id
     try:
-        return _broker().call(routing_key, payload, request_id, _settings().request_timeout_s)
+        return _broker().call(routing_key, payload, request_id, _settings().request_timeout_s,
+                              marks=g.marks)
     except BrokerUnavailable as exc:
         metrics.PUBLISH_FAILURES.labels(routing_key).inc()
         current_app.extensions["log"].warning(
@@ -376,6 +377,8 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     def take_request_id() -> None:
         g.request_id = request_id_from(request.headers.get("X-Request-ID"))
         g.started = time.monotonic()
+        # Wall-clock times of the request's steps, logged with it (`at`): the bench's latency breakdown.
+        g.marks = {"http_received": time.time()}
 
     @app.before_request
     def check_token() -> None:
@@ -395,10 +398,12 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
         metrics.DURATION.labels(route).observe(seconds)
         # Container health probes come every few seconds: keep them out of INFO.
         level = logging.DEBUG if request.path in PROBE_PATHS else logging.INFO
+        marks = g.get("marks") or {}
+        marks["http_answered"] = time.time()
         log.log(
             level, "http_request", request_id=g.get("request_id"), method=request.method,
             path=request.path, status=response.status_code,
-            ms=round(seconds * 1000, 1),
+            ms=round(seconds * 1000, 1), at={name: round(at, 6) for name, at in marks.items()},
         )
         return response
 

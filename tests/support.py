@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -18,8 +17,9 @@ from typing import Any
 import pika
 import requests
 
+from scripts.copies import Copy, copy_values, read_values, throwaway_copy
+from scripts.copies import free_port as free_port  # tests' public name
 from scripts.stack import Node, compose_command
-from scripts.stack import Stack as ScriptStack
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -34,12 +34,6 @@ ROUTING_KEYS = ("health_check", "insert_record", "delete_record", "read_database
                 "update_record", "create_item", "read_items", "adjust_stock", "place_order", "read_orders")
 # Short enough that the idle test sits through several heartbeat timeouts.
 HEARTBEAT_S = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30, interval: float = 0.5) -> Any:
@@ -58,9 +52,8 @@ def wait_until(check: Callable[[], Any], timeout: float = 30, interval: float = 
 
 
 @dataclass
-class Stack:
-    env_file: Path
-    values: dict[str, str]
+class Stack(Copy):
+    """A copy of the system (scripts/copies.py), with what the tests ask of it."""
 
     @property
     def base_url(self) -> str:
@@ -69,16 +62,6 @@ class Stack:
     @property
     def amqp_port(self) -> int:
         return int(self.values["RABBITMQ_AMQP_PORT"])
-
-    def process_env(self) -> dict[str, str]:
-        """The environment for scripts/stack.py: the copy's settings win over the shell's."""
-        return {**os.environ, **self.values}
-
-    def stack(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "stack.py"), "--env-file", str(self.env_file), *args],
-            env=self.process_env(), text=True, check=check,
-        )
 
     def script(self, *args: str) -> str:
         """The output of a scripts/stack.py command on this copy, which must succeed."""
@@ -101,9 +84,7 @@ class Stack:
 
     def nodes(self) -> list[Node]:
         """The copy's RabbitMQ nodes, named as scripts/stack.py names them."""
-        script = ScriptStack(self.env_file)
-        script.values = {**script.defaults, **self.values}
-        return script.nodes()
+        return self.script_stack().nodes()
 
     def _compose(self, settings: dict[str, str], args: tuple[str, ...]) -> str:
         result = subprocess.run(
@@ -214,34 +195,14 @@ def every_consumer_answers(stack: Stack) -> bool:
 def stack_values(previous: Path, project: str = PROJECT, nodes: int = 1) -> dict[str, str]:
     """The settings of a test copy: the kept ones, or new names, free ports and fresh passwords."""
     if previous.exists():
-        return dict(line.split("=", 1) for line in previous.read_text().splitlines() if "=" in line)
-    ports = [free_port() for _ in range(nodes)]
-    cluster = {
-        "RABBITMQ_NODES": str(nodes),
-        "RABBITMQ_AMQP_PORTS": ",".join(map(str, ports)),
-        "RABBITMQ_ERLANG_COOKIE": secrets.token_urlsafe(24),
-    } if nodes > 1 else {}
-    return {
-        "COMPOSE_PROJECT_NAME": project,
-        "RABBITMQ_NETWORK": f"{project}_rabbitmq_net",
-        "RABBITMQ_CONTAINER": f"{project}-rabbitmq",
-        "RABBITMQ_HOSTNAME": f"{project}-rabbitmq",
-        "RABBITMQ_VOLUME": f"{project}_rabbitmq_data",
-        **cluster,
-        "PRODUCER_BIND": "127.0.0.1",
-        "PRODUCER_PORT": str(free_port()),
-        "RABBITMQ_AMQP_PORT": str(ports[0]),
-        "RABBITMQ_MANAGEMENT_PORT": str(free_port()),
-        "RABBITMQ_PROMETHEUS_PORT": str(free_port()),
+        return read_values(previous)
+    return copy_values(project, nodes, base={
         "RABBITMQ_USER": "app",
-        "RABBITMQ_PASSWORD": secrets.token_urlsafe(18),
         "MYSQL_USER": "app",
-        "MYSQL_PASSWORD": secrets.token_urlsafe(18),
-        "MYSQL_ROOT_PASSWORD": secrets.token_urlsafe(18),
         "MYSQL_DATABASE": "school",
         "RABBITMQ_HEARTBEAT_S": str(HEARTBEAT_S),
         "REQUEST_TIMEOUT_S": "5",
-    }
+    })
 
 
 def unique_srn(prefix: str = "T") -> str:
@@ -269,27 +230,15 @@ def json_of(response: requests.Response) -> Any:
 
 
 def copy_of_the_system(name: str, project: str, nodes: int = 1) -> Iterator[Stack]:
-    """Bring up a copy of the system (settings in tests/artifacts/<name>.env), yield it, delete it."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    """Bring up a copy of the system (settings in tests/artifacts/<name>.env), yield it, delete it.
+
+    scripts/copies.py does the work: the copy comes up inside its `try`, so one that
+    fails to start still leaves its logs in tests/artifacts and is deleted all the same.
+    """
     keep = os.environ.get("MSTEST_KEEP") == "1"
     env_file = ARTIFACTS / f"{name}.env"
     values = stack_values(env_file if keep else ARTIFACTS / "does-not-exist", project, nodes)
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    system = Stack(env_file, values)
-    if not keep:
-        system.stack("clean", check=False)  # leftovers of an interrupted run
-    started = time.monotonic()
-    system.stack("up")
-    print(f"\n{name} copy up in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    try:
-        yield system
-    finally:
-        prefix = "" if name == "stack" else f"{name}-"
-        for node in system.nodes():
-            logs = subprocess.run(["docker", "logs", node.container], capture_output=True, text=True)
-            suffix = "" if node.number == 1 else f"-{node.number}"
-            (ARTIFACTS / f"{prefix}rabbitmq{suffix}.log").write_text(logs.stdout + logs.stderr)
-        (ARTIFACTS / f"{prefix}compose.log").write_text(system.compose("logs", "--no-color", "--timestamps"))
-        if not keep:
-            system.stack("clean")
-            env_file.unlink(missing_ok=True)
+    prefix = "" if name == "stack" else f"{name}-"
+    with throwaway_copy(env_file, values, keep=keep, logs_to=ARTIFACTS, log_prefix=prefix,
+                        label=f"{name} copy") as copy:
+        yield Stack(copy.env_file, copy.values)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import time
 from typing import Any
 
 import pytest
@@ -31,8 +33,11 @@ class FakeBroker:
         return True
 
     def call(self, routing_key: str, payload: dict[str, Any], request_id: str,
-             timeout: float) -> dict[str, Any] | None:
+             timeout: float, marks: dict[str, float] | None = None) -> dict[str, Any] | None:
         self.published.append((routing_key, payload, request_id))
+        if marks is not None:
+            now = time.time()
+            marks.update(published=now, confirmed=now, reply_received=now)
         if isinstance(self.reply, Exception):
             raise self.reply
         return self.reply
@@ -65,6 +70,27 @@ def test_insert_json_publishes_the_clean_record(client: FlaskClient, broker: Fak
     assert response.get_json() == {"record": {"Name": "Asha", "SRN": "PES1", "Section": "A"}}
     assert broker.published == [("insert_record", {"Name": "Asha", "SRN": "PES1", "Section": "A"}, "req-1")]
     assert response.headers["X-Request-ID"] == "req-1"
+
+
+def test_the_request_log_line_has_the_times_of_its_steps(client: FlaskClient, broker: FakeBroker) -> None:
+    """`at`: wall-clock times of each step, in order, for the bench's latency breakdown."""
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        assert client.post("/insert_record", json=RECORD).status_code == 201
+    finally:
+        logging.getLogger().removeHandler(keep)
+    [line] = [record for record in seen if record.getMessage() == "http_request"]
+    at = line.__dict__["at"]
+    steps = ["http_received", "published", "confirmed", "reply_received", "http_answered"]
+    assert set(at) == set(steps)
+    assert [at[step] for step in steps] == sorted(at[step] for step in steps)
 
 
 def test_insert_form_and_multipart(client: FlaskClient, broker: FakeBroker) -> None:
@@ -277,7 +303,7 @@ class PagingBroker(FakeBroker):
         self.table, self.fail_after = table, fail_after
 
     def call(self, routing_key: str, payload: dict[str, Any], request_id: str,
-             timeout: float) -> dict[str, Any] | None:
+             timeout: float, marks: dict[str, float] | None = None) -> dict[str, Any] | None:
         self.published.append((routing_key, payload, request_id))
         if self.fail_after is not None and len(self.published) > self.fail_after:
             return None

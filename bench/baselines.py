@@ -1,0 +1,133 @@
+"""The baselines, measured by the same load generator in the same run: other designs of the same contract.
+
+Each runs from the producer's image on the compose network, reaches RabbitMQ the way
+the producer does, and uses bench-only names that the bench removes afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from bench import straight
+from bench.load import http_floor, inserts, wait_for_http
+from bench.system import CpuMeter, System
+from scripts.stack import ROOT
+
+AMQP_ENV = ("RABBITMQ_HOST", "RABBITMQ_PORT", "RABBITMQ_USER", "RABBITMQ_PASSWORD")
+DB_ENV = ("MYSQL_HOST", "MYSQL_DATABASE", "MYSQL_USER", "MYSQL_PASSWORD")
+STRAIGHT = "straightforward: insert_record"
+
+
+@contextlib.contextmanager
+def container(system: System, name: str, command: list[str], env_keys: tuple[str, ...] = AMQP_ENV,
+              http: bool = True, more_env: dict[str, str] | None = None) -> Iterator[str]:
+    """A container of the producer's image on the compose network, with bench/ mounted, removed afterwards.
+
+    Yields its base URL (an HTTP server's port published on 127.0.0.1), or its name when not `http`.
+    Values travel as `--env NAME` from this process's environment, never on the command line.
+    """
+    image, network, env = system.producer_setup()
+    passed = {**{k: env[k] for k in env_keys if k in env}, **(more_env or {})}
+    full_name = f"{system.stack.project}-bench-{name}"
+    subprocess.run(["docker", "rm", "-f", full_name], capture_output=True)
+    subprocess.run([
+        "docker", "run", "--detach", "--name", full_name, "--network", network,
+        *(["--publish", "127.0.0.1::5000"] if http else []), "--volume", f"{ROOT / 'bench'}:/app/bench:ro",
+        *(a for key in passed for a in ("--env", key)), image, *command,
+    ], env={**os.environ, **passed}, capture_output=True, check=True)
+    try:
+        if not http:
+            yield full_name
+            return
+        port = subprocess.run(["docker", "port", full_name, "5000/tcp"], capture_output=True, text=True,
+                              check=True).stdout.split()[0].rsplit(":", 1)[1]
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/livez")
+        yield base
+    finally:
+        subprocess.run(["docker", "rm", "-f", full_name], capture_output=True)
+
+
+def gunicorn(system: System, app: str) -> list[str]:
+    """gunicorn with the producer's worker and thread settings, serving `app`."""
+    return ["gunicorn", "--worker-class", "gthread", "--workers", system.stack.get("GUNICORN_WORKERS"),
+            "--threads", system.stack.get("GUNICORN_THREADS"), "--keep-alive", "5", "--timeout", "30",
+            "--bind", "0.0.0.0:5000", app]
+
+
+def naive(system: System, clients: list[int], duration: float) -> list[dict[str, Any]]:
+    """bench/naive.py: a new AMQP connection per request, in the producer's image and gunicorn settings."""
+    try:
+        with container(system, "naive", gunicorn(system, "bench.naive:create_app()")) as base:
+            rows = []
+            for c in clients:
+                before = system.connections_created()
+                row = inserts(base, "naive: insert_record, a connection per request", c, duration, "NAIVE")
+                row["connections_per_request"] = round(
+                    (system.connections_created(settled=True) - before) / max(1, row["requests"]), 3)
+                rows.append(row)
+            return rows
+    finally:
+        system.delete_queue("bench.naive")
+
+
+def straight_design(system: System, clients: list[int], duration: float) -> tuple[
+        list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """bench/straight.py: the straightforward design, its consumer included, by the same generator.
+
+    Returns its insert runs, its HTTP floor (GET /livez on its gunicorn) and its CPU per
+    insert (its two containers, RabbitMQ and MySQL), at each client count.
+    """
+    user, database = system.stack.get("MYSQL_USER"), system.stack.get("MYSQL_DATABASE")
+    system.root_sql(
+        f"CREATE TABLE IF NOT EXISTS {straight.TABLE} ("
+        " srn VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+        " name VARCHAR(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,"
+        " section VARCHAR(16) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,"
+        " request_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+        " PRIMARY KEY (srn)) ENGINE = InnoDB;"
+        f" DELETE FROM {straight.TABLE};"
+        f" GRANT INSERT ON `{database}`.`{straight.TABLE}` TO '{user}'@'%'")
+    _, _, consumer_env = system.producer_setup("consumer_two")
+    db_env = {k: consumer_env[k] for k in (*DB_ENV, "CONSUMER_PREFETCH") if k in consumer_env}
+    rows: list[dict[str, Any]] = []
+    floors: list[dict[str, Any]] = []
+    cpu: list[dict[str, Any]] = []
+    try:
+        with container(system, "straight-consumer", ["python", "-m", "bench.straight", "consume"],
+                       http=False, more_env=db_env) as consumer, \
+                container(system, "straight", gunicorn(system, "bench.straight:create_app()")) as base:
+            app = f"{system.stack.project}-bench-straight"
+            path = {"app": app, "consumer": consumer, "rabbitmq": system.stack.get("RABBITMQ_CONTAINER"),
+                    "db": system.container("db")}
+            wait_for_queue(system, consumer)
+            for c in clients:
+                floors.append(http_floor(base, c, duration, "straightforward: HTTP floor: GET /livez"))
+            for c in clients:
+                meter = CpuMeter(path)
+                row = inserts(base, STRAIGHT, c, duration, "STRAIGHT")
+                rows.append(row)
+                cpu.append({"clients": c, **meter.per_request(row["requests"])})
+    finally:
+        system.delete_queue(straight.QUEUE)
+        system.root_sql(f"REVOKE INSERT ON `{database}`.`{straight.TABLE}` FROM '{user}'@'%';"
+                        f" DROP TABLE IF EXISTS {straight.TABLE}")
+    return rows, floors, cpu
+
+
+def wait_for_queue(system: System, consumer: str, timeout: float = 60) -> None:
+    """Until the straightforward consumer says it is consuming (it declares and binds its queue first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        logs = subprocess.run(["docker", "logs", consumer], capture_output=True, text=True)
+        if "consuming" in logs.stdout:
+            return
+        if "Traceback" in logs.stderr:
+            raise RuntimeError(f"the straightforward consumer failed:\n{logs.stderr[-2000:]}")
+        time.sleep(0.5)
+    raise TimeoutError(f"the straightforward consumer did not start within {timeout:.0f} s")

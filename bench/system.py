@@ -1,0 +1,188 @@
+"""What the bench reads from Docker: containers, cgroup counters, logs, RabbitMQ's statistics, the machine.
+
+Scripts that need MySQL run inside the compose network (MySQL is not published on the host).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pika
+import requests
+
+from bench.load import progress
+from scripts.stack import Stack
+
+# Scripts that run inside the compose network start with this.
+DB_CONNECT = """
+import json, os, time, mysql.connector
+c = mysql.connector.connect(host="db", user=os.environ["MYSQL_USER"], password=os.environ["MYSQL_PASSWORD"],
+    database=os.environ.get("MYSQL_DATABASE", "school"), charset="utf8mb4", collation="utf8mb4_unicode_ci",
+    use_pure=True)
+"""
+# Every row the bench writes into `students` has an SRN starting with this.
+BENCH_TAG = "BENCH"
+# RabbitMQ's management statistics interval (collect_statistics_interval, 5 s by default), and a margin.
+STATS_INTERVAL_S = 5.5
+# Our containers on an insert's way, as the CPU figures name them.
+INSERT_PATH = ("producer", "consumer_two", "rabbitmq", "db")
+
+
+class System:
+    """A running copy of the system, as the bench sees it from outside."""
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        self.base = f"http://127.0.0.1:{stack.get('PRODUCER_PORT')}"
+        self.amqp = pika.ConnectionParameters(
+            "127.0.0.1", int(stack.get("RABBITMQ_AMQP_PORT")),
+            credentials=pika.PlainCredentials(stack.get("RABBITMQ_USER"), stack.get("RABBITMQ_PASSWORD")))
+
+    def container(self, service: str) -> str:
+        return self.stack.compose("ps", "-q", service, capture=True).stdout.split()[0]
+
+    def insert_path(self) -> dict[str, str]:
+        """Name -> container id of our containers on an insert's way."""
+        return {"producer": self.container("producer"), "consumer_two": self.container("consumer_two"),
+                "rabbitmq": self.stack.get("RABBITMQ_CONTAINER"), "db": self.container("db")}
+
+    def in_network(self, script: str) -> str:
+        """Run a Python script in consumer_two's container, on the compose network; its output."""
+        return subprocess.run(["docker", "exec", "-i", self.container("consumer_two"), "python", "-"],
+                              input=script, capture_output=True, text=True, check=True).stdout
+
+    def root_sql(self, sql: str) -> str:
+        """SQL run as MySQL's root inside the db container (for what the app user may not do)."""
+        return subprocess.run(
+            ["docker", "exec", self.container("db"), "sh", "-c",
+             'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql --default-character-set=utf8mb4 -uroot -N -B "$MYSQL_DATABASE" -e "$0"', sql],
+            capture_output=True, text=True, check=True).stdout
+
+    def delete_queue(self, queue: str) -> None:
+        connection = pika.BlockingConnection(self.amqp)
+        try:
+            connection.channel().queue_delete(queue)
+        finally:
+            connection.close()
+
+    def producer_setup(self, service: str = "producer") -> tuple[str, str, dict[str, str]]:
+        """A service's image, compose network and environment (the producer's: what a baseline runs from)."""
+        inspect = json.loads(subprocess.run(["docker", "inspect", self.container(service)],
+                                            capture_output=True, text=True, check=True).stdout)[0]
+        network = next(iter(inspect["NetworkSettings"]["Networks"]))
+        env = dict(item.split("=", 1) for item in inspect["Config"]["Env"])
+        return inspect["Image"], network, env
+
+    def logs(self, service: str, since: float) -> list[dict[str, Any]]:
+        """The JSON lines a compose service has logged since `since` (a time.time())."""
+        out = subprocess.run(["docker", "logs", "--since", f"{since:.3f}", self.container(service)],
+                             capture_output=True, text=True, check=True)
+        lines = []
+        for line in (out.stdout + out.stderr).splitlines():
+            if line.startswith("{"):
+                try:
+                    lines.append(json.loads(line))
+                except ValueError:
+                    continue
+        return lines
+
+    def connections_created(self, settled: bool = False) -> int:
+        """RabbitMQ's count of connections opened since it started (management API).
+
+        The management API refreshes it every few seconds; `settled` waits until it stops moving.
+        """
+        port = self.stack.get("RABBITMQ_MANAGEMENT_PORT")
+
+        def read() -> int:
+            overview = requests.get(f"http://127.0.0.1:{port}/api/overview", timeout=10, auth=(
+                self.stack.get("RABBITMQ_USER"), self.stack.get("RABBITMQ_PASSWORD"))).json()
+            return int(overview.get("churn_rates", {}).get("connection_created", 0))
+
+        value = read()
+        deadline = time.monotonic() + 30
+        while settled and time.monotonic() < deadline:
+            progress("waiting for RabbitMQ's connection statistics to settle")
+            time.sleep(STATS_INTERVAL_S)
+            value, last = read(), value
+            if value == last:
+                break
+        return value
+
+    def peak_memory_mib(self) -> dict[str, float]:
+        peaks = {}
+        for service in ("producer", "consumer_two", "consumer_four"):
+            out = cgroup_read(self.container(service),
+                              "cat /sys/fs/cgroup/memory.peak 2>/dev/null"
+                              " || cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes")
+            peaks[service] = round(int(out) / 2**20, 1) if out.isdigit() else float("nan")
+        return peaks
+
+
+def cgroup_read(container: str, script: str) -> str:
+    """What a shell `script` reading the container's own cgroup files prints (cgroup v2 or v1)."""
+    return subprocess.run(["docker", "exec", container, "sh", "-c", script],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def cpu_seconds(containers: dict[str, str]) -> dict[str, float]:
+    """CPU time each container (name -> id) has used since it started."""
+    used = {}
+    for name, container in containers.items():
+        out = cgroup_read(container,
+                          "grep usage_usec /sys/fs/cgroup/cpu.stat 2>/dev/null"
+                          " || echo usage_nsec $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage)").split()
+        unit = {"usage_usec": 1e6, "usage_nsec": 1e9}.get(out[0] if out else "")
+        used[name] = int(out[1]) / unit if unit and len(out) == 2 and out[1].isdigit() else float("nan")
+    return used
+
+
+def host_busy() -> tuple[int, int] | None:
+    """(busy, total) CPU ticks of this machine so far, from /proc/stat (Linux only)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+class CpuMeter:
+    """CPU per request of each container (ms), over a stretch of work, and how busy the machine was."""
+
+    def __init__(self, containers: dict[str, str]):
+        self.containers = containers
+        self.before = cpu_seconds(containers)
+        self.busy_before = host_busy()
+
+    def per_request(self, requests_done: int) -> dict[str, Any]:
+        busy_after = host_busy()
+        after = cpu_seconds(self.containers)
+        count = max(1, requests_done)
+        cpu: dict[str, Any] = {name: round((after[name] - self.before[name]) * 1000 / count, 2)
+                               for name in self.before}
+        cpu["total"] = round(sum(v for k, v in cpu.items()), 2)
+        if self.busy_before and busy_after:
+            busy, total = (a - b for a, b in zip(busy_after, self.busy_before, strict=True))
+            cpu["host_busy_pct"] = round(100 * busy / max(1, total))
+        return cpu
+
+
+def machine() -> dict[str, Any]:
+    def version(*command: str) -> str:
+        try:
+            return subprocess.run(list(command), capture_output=True, text=True, timeout=20).stdout.strip()
+        except OSError:
+            return "?"
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+               platform.processor())
+    return {"cpus": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
+            "python": platform.python_version(), "docker": version("docker", "version", "-f",
+                                                                   "{{.Server.Version}}")}

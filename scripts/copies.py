@@ -1,0 +1,129 @@
+"""A throwaway copy of the system: the one helper behind the tests' copies and the bench's.
+
+    values = copy_values("mstest", nodes=1)
+    with throwaway_copy(Path("tests/artifacts/stack.env"), values, logs_to=Path("tests/artifacts")) as copy:
+        ...  # copy.env_file, copy.values, copy.stack("status"), copy.script_stack()
+
+A copy has its own compose project, RabbitMQ container(s), network, volumes,
+free host ports and fresh passwords, so a user's running system is never
+touched. It is brought up inside the `try`, so a copy that fails to start
+still has its logs collected and is still deleted. Only the standard library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.stack import COOKIE, ROOT, SECRETS, Stack, compose_command
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def copy_values(project: str, nodes: int = 1, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The settings of a new copy: `base` (if any) with the copy's own names, free ports and fresh secrets."""
+    ports = [free_port() for _ in range(nodes)]
+    return {
+        **(base or {}),
+        "COMPOSE_PROJECT_NAME": project,
+        "RABBITMQ_NETWORK": f"{project}_rabbitmq_net",
+        "RABBITMQ_CONTAINER": f"{project}-rabbitmq",
+        "RABBITMQ_HOSTNAME": f"{project}-rabbitmq",
+        "RABBITMQ_VOLUME": f"{project}_rabbitmq_data",
+        # Set even for one node: the copy's own count and ports, whatever the shell says.
+        "RABBITMQ_NODES": str(nodes),
+        "RABBITMQ_AMQP_PORTS": ",".join(map(str, ports)),
+        "PRODUCER_BIND": "127.0.0.1",
+        "PRODUCER_PORT": str(free_port()),
+        "RABBITMQ_AMQP_PORT": str(ports[0]),
+        "RABBITMQ_MANAGEMENT_PORT": str(free_port()),
+        "RABBITMQ_PROMETHEUS_PORT": str(free_port()),
+        **{key: secrets.token_urlsafe(18) for key in SECRETS},
+        **({COOKIE: secrets.token_urlsafe(24)} if nodes > 1 else {}),
+    }
+
+
+def read_values(env_file: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+
+
+def write_values(env_file: Path, values: Mapping[str, str]) -> None:
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+
+
+@dataclass
+class Copy:
+    """A copy's settings file and values; its values win over the shell's environment."""
+
+    env_file: Path
+    values: dict[str, str]
+
+    def process_env(self) -> dict[str, str]:
+        """The environment for scripts/stack.py: the copy's settings win over the shell's."""
+        return {**os.environ, **self.values}
+
+    def stack(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A scripts/stack.py command on this copy, in a process of its own (its output shown)."""
+        return subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "stack.py"), "--env-file", str(self.env_file), *args],
+            env=self.process_env(), text=True, check=check,
+        )
+
+    def script_stack(self) -> Stack:
+        """scripts/stack.py's Stack for this copy, in this process, with the copy's values."""
+        stack = Stack(self.env_file)
+        stack.values = {**stack.defaults, **self.values}
+        return stack
+
+    def collect_logs(self, folder: Path, prefix: str = "") -> None:
+        """Every RabbitMQ node's log and compose's logs, into `folder`."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for node in self.script_stack().nodes():
+            logs = subprocess.run(["docker", "logs", node.container], capture_output=True, text=True)
+            suffix = "" if node.number == 1 else f"-{node.number}"
+            (folder / f"{prefix}rabbitmq{suffix}.log").write_text(logs.stdout + logs.stderr)
+        compose = subprocess.run(
+            [*compose_command(), "--project-directory", str(ROOT), "--project-name",
+             self.values["COMPOSE_PROJECT_NAME"], "--env-file", str(self.env_file),
+             "logs", "--no-color", "--timestamps"],
+            env={**self.process_env(), "RABBITMQ_HOST": "-"}, capture_output=True, text=True)
+        (folder / f"{prefix}compose.log").write_text(compose.stdout + compose.stderr)
+
+
+@contextlib.contextmanager
+def throwaway_copy(env_file: Path, values: Mapping[str, str], *, keep: bool = False,
+                   logs_to: Path | None = None, log_prefix: str = "",
+                   label: str = "copy") -> Iterator[Copy]:
+    """Write `values` to `env_file`, bring the copy up, yield it; afterwards collect its logs
+    (into `logs_to`) and delete it with its volumes and settings file, unless `keep`.
+
+    The `up` is inside the `try`: a copy that fails to start is cleaned up all the same.
+    """
+    write_values(env_file, values)
+    copy = Copy(env_file, dict(values))
+    if not keep:
+        copy.stack("clean", check=False)  # leftovers of an interrupted run
+    try:
+        started = time.monotonic()
+        copy.stack("up")
+        print(f"\n{label} up in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        yield copy
+    finally:
+        if logs_to is not None:
+            copy.collect_logs(logs_to, log_prefix)
+        if not keep:
+            copy.stack("clean", check=False)
+            env_file.unlink(missing_ok=True)
