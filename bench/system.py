@@ -61,7 +61,8 @@ class System:
         """SQL run as MySQL's root inside the db container (for what the app user may not do)."""
         return subprocess.run(
             ["docker", "exec", self.container("db"), "sh", "-c",
-             'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql --default-character-set=utf8mb4 -uroot -N -B "$MYSQL_DATABASE" -e "$0"', sql],
+             'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql --default-character-set=utf8mb4 -uroot -N -B '
+             '"$MYSQL_DATABASE" -e "$0"', sql],
             capture_output=True, text=True, check=True).stdout
 
     def delete_queue(self, queue: str) -> None:
