@@ -17,6 +17,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+import requests
+
+from scripts.stack import amqp_login
 from tests.support import CONSUMERS, Stack, docker
 
 SERVICES = ("producer", "db", *CONSUMERS)
@@ -161,6 +164,38 @@ class Injector(threading.Thread):
             time.sleep(fault.hold_s)
         finally:
             docker("start", container)
+            started = time.monotonic()
+            ready = self.wait_ready(fault.target, container)
+            fault.notes.append(f"{'ready' if ready else 'NOT ready'} {time.monotonic() - started:.1f} s "
+                               "after its start")
+
+    def wait_ready(self, target: str, container: str, timeout: float = 120) -> bool:
+        """Until a started container does its job again: the fault lasts until then.
+
+        The producer serves (its workers have loaded the app), RabbitMQ accepts a
+        login, MySQL passes its health check; a consumer's own start is part of
+        the system's recovery.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if target == "producer":
+                    if requests.get(f"{self.stack.base_url}/livez", timeout=2).status_code == 200:
+                        return True
+                elif target.startswith("rabbitmq"):
+                    port = next(n.port for n in self.stack.nodes() if n.container == container)
+                    if not amqp_login("127.0.0.1", port, self.stack.values["RABBITMQ_USER"],
+                                      self.stack.values["RABBITMQ_PASSWORD"]):
+                        return True
+                elif target == "db":
+                    if docker("inspect", "-f", "{{.State.Health.Status}}", container).strip() == "healthy":
+                        return True
+                else:
+                    return True
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        return False
 
     def pause(self, fault: Fault) -> None:
         container = self.container(fault.target)
@@ -217,13 +252,16 @@ class Injector(threading.Thread):
         containers = {s: self.stack.container(s) for s in SERVICES}
         containers.update({n.hostname: n.container for n in self.stack.nodes()})
         for target, container in containers.items():
-            state = json.loads(docker("inspect", "-f", "{{json .State}}", container))
-            if state.get("Paused"):
-                docker("unpause", container)
-                done.append(f"unpaused {target}")
-            elif not state.get("Running"):
-                docker("start", container)
-                done.append(f"started {target}")
+            try:
+                state = json.loads(docker("inspect", "-f", "{{json .State}}", container))
+                if state.get("Paused"):
+                    docker("unpause", container)
+                    done.append(f"unpaused {target}")
+                elif not state.get("Running"):
+                    docker("start", container)
+                    done.append(f"started {target}")
+            except subprocess.SubprocessError as exc:
+                done.append(f"could not heal {target}: {exc!r}"[:300])
         for service in CONSUMERS:
             container = containers[service]
             if not json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", container)):
@@ -231,10 +269,15 @@ class Injector(threading.Thread):
                 docker("network", "connect", "--alias", service, network, container)
                 done.append(f"connected {service}")
         for node in self.stack.nodes():
-            alarms = rabbitmqctl(node.container, "eval", "rabbit_alarm:get_alarms().")
-            if "disk" in alarms:
-                rabbitmqctl(node.container, "set_disk_free_limit", "50MB")
-                done.append(f"cleared the disk alarm on {node.container}")
+            try:  # a node started a moment ago is still booting
+                subprocess.run(["docker", "exec", node.container, "rabbitmqctl", "-q", "await_startup",
+                                "--timeout", "120"], capture_output=True, timeout=130, check=False)
+                alarms = rabbitmqctl(node.container, "eval", "rabbit_alarm:get_alarms().")
+                if "disk" in alarms:
+                    rabbitmqctl(node.container, "set_disk_free_limit", "50MB")
+                    done.append(f"cleared the disk alarm on {node.container}")
+            except subprocess.SubprocessError as exc:
+                done.append(f"could not ask {node.container} for its alarms: {exc!r}"[:300])
         return done
 
 

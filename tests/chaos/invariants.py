@@ -234,8 +234,10 @@ def check(clients: list[Client], hot: list[Hot], stored: Stored, faults: list[Fa
             if any(start <= end and attempt.started <= stop for start, stop in windows):
                 continue
             if attempt.timed_out or (attempt.status and attempt.seconds > timeout_s + 1):
-                report.add(8, f"{sent.request_id} {sent.kind} waited {attempt.seconds:.1f} s "
-                              f"({'no answer' if attempt.timed_out else attempt.status})")
+                at = attempt.started - clients[0].shared.started
+                what = "no answer" if attempt.timed_out else attempt.status
+                report.add(8, f"{sent.request_id} {sent.kind} sent at {at:.1f} s waited "
+                              f"{attempt.seconds:.1f} s ({what})")
 
     # ---- 9: restarts and recovery ------------------------------------------------------------
     killed = {f.target for f in faults if f.kind == "kill"}
@@ -288,8 +290,9 @@ def render(seed: int, duration: float, nodes: int, clients: list[Client], lookup
     for number, text in INVARIANTS.items():
         lines.append(f"| {number} | {text} | {len(report.violations[number])} |")
     lines += ["", "Faults in order (seconds from the start of the load):", ""]
+    start = clients[0].shared.started if clients else 0.0
     for f in sorted(faults, key=lambda f: f.started):
-        lines.append(f"- {f.at:6.1f} s {f.name}, held {f.hold_s:g} s, healed after "
+        lines.append(f"- {f.started - start:6.1f} s {f.name}, held {f.hold_s:g} s, healed after "
                      f"{f.healed - f.started:.1f} s{'; ' + '; '.join(f.notes) if f.notes else ''}")
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]

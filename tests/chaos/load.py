@@ -182,6 +182,7 @@ class Shared:
 
     stack: Stack
     tag: str
+    started: float  # time.monotonic() when the load starts
     deadline: float  # time.monotonic() when the load stops
     hot: list[Hot]
     sent: list[Sent] = field(default_factory=list)
@@ -292,7 +293,8 @@ class Client(threading.Thread):
     def resolve(self, sent: Sent) -> None:
         """Look a pending write up: its stored answer (202), or send it again (503, none)."""
         if sent.status == 202:
-            lookup = Sent(self.number, "status", sent.request_id, "GET", f"/requests/{sent.request_id}")
+            # The lookup is a request of its own, with an id of its own.
+            lookup = Sent(self.number, "status", self.new_id(), "GET", f"/requests/{sent.request_id}")
             self.shared.lookups.append(lookup)
             self.send(lookup)
             if lookup.status == 404 or lookup.status in RETRY_STATUSES or lookup.status in TRANSIENT:

@@ -93,7 +93,7 @@ def test_chaos(chaos_stack: Stack) -> None:
     rabbit = ["rabbitmq", *(f"rabbitmq-{node.number}" for node in stack.nodes()[1:])]
 
     start = time.monotonic()
-    shared = Shared(stack, tag, start + DURATION_S, hot)
+    shared = Shared(stack, tag, start, start + DURATION_S, hot)
     clients = [Client(shared, n, seed * 100 + n) for n in range(CLIENTS)]
     injector = Injector(stack, plan(seed, DURATION_S, rabbit), start, shared.deadline)
     for thread in [*clients, injector]:
