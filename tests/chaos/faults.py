@@ -139,6 +139,8 @@ class Injector(threading.Thread):
         target = fault.target
         try:
             getattr(self, fault.kind.replace("sigterm-all+up", "all_stop"))(fault)
+        except subprocess.CalledProcessError as exc:
+            fault.notes.append(f"failed: {' '.join(exc.cmd[:3])}: {(exc.stderr or '').strip()}"[:300])
         except (subprocess.SubprocessError, OSError, AssertionError) as exc:
             fault.notes.append(f"failed: {exc!r}"[:300])
         finally:

@@ -18,6 +18,7 @@ import secrets
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -39,34 +40,46 @@ def chaos_stack() -> Iterator[Stack]:
     yield from copy_of_the_system("chaos", f"{PROJECT}chaos", nodes=NODES)
 
 
-def every_service_answers(stack: Stack) -> bool:
-    """One round trip through every consumer, the producer and each queue they serve."""
+def every_service_answers(stack: Stack) -> str:
+    """One round trip through every consumer and each queue they serve: '' or what did not answer."""
     base, srn = stack.base_url, unique_srn("P")
-    with requests.Session() as s:
-        def ok(response: requests.Response, status: int = 200) -> bool:
-            return response.status_code == status
-        inserted = s.post(f"{base}/insert_record", json={"Name": "Probe", "SRN": srn, "Section": "P"},
-                          headers={"X-Request-ID": f"probe-{srn}"}, timeout=10)
-        return (ok(s.get(f"{base}/health_check", params={"message": "probe"}, timeout=10))
-                and ok(inserted, 201)
-                and ok(s.get(f"{base}/requests/probe-{srn}", timeout=10), 201)
-                and ok(s.get(f"{base}/read_database", params={"limit": "1", "after": srn}, timeout=10))
-                and ok(s.post(f"{base}/update_record", json={"SRN": srn, "Section": "Q"}, timeout=10))
-                and ok(s.get(f"{base}/delete_record", params={"SRN": srn}, timeout=10))
-                and ok(s.get(f"{base}/items", timeout=10))
-                and ok(s.get(f"{base}/orders", timeout=10)))
+    steps: list[tuple[str, str, str, dict[str, Any], int]] = [
+        ("GET", "/health_check", "consumer_one", {"params": {"message": "probe"}}, 200),
+        ("POST", "/insert_record", "consumer_two", {"json": {"Name": "Probe", "SRN": srn, "Section": "P"},
+                                                    "headers": {"X-Request-ID": f"probe-{srn}"}}, 201),
+        ("GET", f"/requests/probe-{srn}", "consumer_four", {}, 201),
+        ("GET", "/read_database", "consumer_four", {"params": {"limit": "1", "after": srn}}, 200),
+        ("POST", "/update_record", "consumer_five", {"json": {"SRN": srn, "Section": "Q"}}, 200),
+        ("GET", "/delete_record", "consumer_three", {"params": {"SRN": srn}}, 200),
+        ("GET", "/items", "inventory_items", {}, 200),
+        ("GET", "/orders", "inventory_orders", {}, 200),
+    ]
+    with requests.Session() as session:
+        for method, path, service, kwargs, status in steps:
+            started = time.monotonic()
+            try:
+                got: Any = session.request(method, base + path, timeout=10, **kwargs).status_code
+            except requests.RequestException as exc:
+                got = type(exc).__name__
+            if got != status:
+                return f"{method} {path} ({service}): {got} after {time.monotonic() - started:.1f} s"
+    return ""
 
 
-def wait_for_answers(stack: Stack, timeout: float) -> float | None:
-    """Seconds until every service answers, or None if not within `timeout`."""
+def wait_for_answers(stack: Stack, timeout: float, notes: list[str]) -> float | None:
+    """Seconds until every service answers, or None if not within `timeout`; what failed goes in `notes`."""
     started = time.monotonic()
+    failures: list[str] = []
     while time.monotonic() - started < timeout:
-        try:
-            if every_service_answers(stack):
-                return time.monotonic() - started
-        except requests.RequestException:
-            pass
+        failed = every_service_answers(stack)
+        if not failed:
+            if failures:
+                notes.append(f"before every service answered ({time.monotonic() - started:.1f} s): "
+                             + "; ".join(dict.fromkeys(failures)))
+            return time.monotonic() - started
+        failures.append(failed.rsplit(" after ", 1)[0])
         time.sleep(0.5)
+    notes.append(f"not every service answered within {timeout:.0f} s: " + "; ".join(dict.fromkeys(failures)))
     return None
 
 
@@ -77,7 +90,8 @@ def test_chaos(chaos_stack: Stack) -> None:
           f"{NODES} RabbitMQ node(s)", file=sys.stderr, flush=True)
     # This run's ids and SRNs: not from the seed, since a kept copy holds earlier runs.
     tag = secrets.token_hex(3).upper()
-    assert wait_for_answers(stack, 120) is not None, "the copy does not answer before the run"
+    before: list[str] = []
+    assert wait_for_answers(stack, 120, before) is not None, f"the copy does not answer: {before}"
     timeout_s = float(stack.values["REQUEST_TIMEOUT_S"])
 
     hot = []
@@ -102,7 +116,7 @@ def test_chaos(chaos_stack: Stack) -> None:
     injector.join(DURATION_S + 400)
     notes = [f"healed afterwards: {done}" for done in injector.heal_everything()]
     last_heal = max((f.healed for f in injector.faults), default=start)
-    answered_in = wait_for_answers(stack, 120)
+    answered_in = wait_for_answers(stack, 120, notes)
     recovery_s = None if answered_in is None else time.monotonic() - last_heal
     for client in clients:
         client.join(DURATION_S + 120)
