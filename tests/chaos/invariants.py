@@ -263,13 +263,15 @@ def render(seed: int, duration: float, nodes: int, clients: list[Client], lookup
              f"{len(clients)} clients for {duration:g} s, {nodes} RabbitMQ node(s); "
              f"every service answered again {'-' if recovery_s is None else f'{recovery_s:.1f}'} s "
              "after the last fault was healed.",
-             "", "| fault | injected | skipped (target busy) |", "|---|---|---|"]
-    by_kind = Counter(f.name for f in faults)
-    for name in sorted(set(by_kind) | set(skipped)):
-        lines.append(f"| {name} | {by_kind[name]} | {skipped[name]} |")
-    kinds = Counter(f.kind for f in faults)
+             "", "| fault | injected | Docker refused | skipped (target busy, or no time left) |",
+             "|---|---|---|---|"]
+    by_kind = Counter(f.name for f in faults if not f.failed)
+    refused = Counter(f.name for f in faults if f.failed)
+    for name in sorted(set(by_kind) | set(refused) | set(skipped)):
+        lines.append(f"| {name} | {by_kind[name]} | {refused[name]} | {skipped[name]} |")
+    kinds = Counter(f.kind for f in faults if not f.failed)
     lines.append(f"| **all** ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}) "
-                 f"| {len(faults)} | {sum(skipped.values())} |")
+                 f"| {sum(by_kind.values())} | {sum(refused.values())} | {sum(skipped.values())} |")
     statuses: dict[str, Counter[str]] = defaultdict(Counter)
     for sent in [*sent_all, *lookups]:
         route = sent.kind + (f" (reuse {sent.reuse})" if sent.reuse else "")

@@ -71,12 +71,13 @@ def wait_for_answers(stack: Stack, timeout: float, notes: list[str]) -> float | 
     started = time.monotonic()
     failures: list[str] = []
     while time.monotonic() - started < timeout:
+        round_started = time.monotonic()
         failed = every_service_answers(stack)
         if not failed:
             if failures:
-                notes.append(f"before every service answered ({time.monotonic() - started:.1f} s): "
+                notes.append(f"before every service answered ({round_started - started:.1f} s): "
                              + "; ".join(dict.fromkeys(failures)))
-            return time.monotonic() - started
+            return round_started - started  # the round that went through began then
         failures.append(failed.rsplit(" after ", 1)[0])
         time.sleep(0.5)
     notes.append(f"not every service answered within {timeout:.0f} s: " + "; ".join(dict.fromkeys(failures)))
@@ -114,10 +115,12 @@ def test_chaos(chaos_stack: Stack) -> None:
         thread.start()
 
     injector.join(DURATION_S + 400)
-    notes = [f"healed afterwards: {done}" for done in injector.heal_everything()]
     last_heal = max((f.healed for f in injector.faults), default=start)
+    probing = time.monotonic()
+    notes: list[str] = []
     answered_in = wait_for_answers(stack, 120, notes)
-    recovery_s = None if answered_in is None else time.monotonic() - last_heal
+    recovery_s = None if answered_in is None else probing + answered_in - last_heal
+    notes += [f"healed afterwards: {done}" for done in injector.heal_everything()]
     for client in clients:
         client.join(DURATION_S + 120)
         if client.is_alive():
