@@ -80,7 +80,11 @@ class Sent:
         """Did this write take effect? None: not known from what the client was told."""
         status, answer = self.outcome
         if status == WRITES.get(self.kind):
-            return True if self.reuse != "pair" else fits(self, answer)
+            if fits(self, answer):
+                return True
+            # Somebody else's answer (invariant 4): with an id shared on purpose, the id's one
+            # outcome is the other request's; otherwise the client cannot tell, and asks again.
+            return False if self.reuse else None
         if status is not None and 400 <= status < 500:
             return False
         return None
