@@ -79,9 +79,9 @@ class Sent:
     def applied(self) -> bool | None:
         """Did this write take effect? None: not known from what the client was told."""
         status, answer = self.outcome
-        if status == WRITES.get(self.kind):
-            if fits(self, answer):
-                return True
+        if status == WRITES.get(self.kind) and fits(self, answer):
+            return True
+        if status in (200, 201):
             # Somebody else's answer (invariant 4): with an id shared on purpose, the id's one
             # outcome is the other request's; otherwise the client cannot tell, and asks again.
             return False if self.reuse else None
@@ -142,7 +142,14 @@ TRANSIENT = {503: "broker_unavailable", 504: "consumer_timeout"}
 
 
 def check_answer(sent: Sent, status: int, body: Any, *, stored: bool = False) -> None:
-    """Note on `sent` every answer that is not its own (invariant 4)."""
+    """Note on `sent` every answer that is not its own (invariant 4), each different one once."""
+    before = list(sent.wrong)
+    _check_answer(sent, status, body, stored=stored)
+    if len(sent.wrong) > len(before) and sent.wrong[-1] in before:
+        sent.wrong.pop()
+
+
+def _check_answer(sent: Sent, status: int, body: Any, *, stored: bool = False) -> None:
     where = "stored answer" if stored else "answer"
     success = WRITES.get(sent.kind, 200)
     if sent.kind == "status" or (sent.kind == "read_all" and status == 200 and isinstance(body, str)):
@@ -270,6 +277,11 @@ class Client(threading.Thread):
     def settle(self, sent: Sent) -> None:
         """What to remember of a write once it has its answer (for now)."""
         if not sent.write:
+            return
+        if sent.applied is None and sent.resolved_status is not None:
+            # Looked up, and told an answer that is not its own (invariant 4): nothing more to learn.
+            if sent in self.pending:
+                self.pending.remove(sent)
             return
         if sent.applied is None:  # 202, or no outcome: look it up later
             if sent not in self.pending:
