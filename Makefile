@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STACK = $(PYTHON) scripts/stack.py
 
-.PHONY: up down clean test test-mariadb smoke faults cluster bench bench-nodes status dead-letters replay-dead logs ps
+.PHONY: up down clean test test-mariadb smoke faults chaos cluster bench bench-nodes status dead-letters replay-dead logs ps
 
 up:      ## start RabbitMQ on its own network, then the compose services
 	$(STACK) up
@@ -24,6 +24,9 @@ smoke:   ## ruff, mypy, unit tests, then the assignment's checklist on a throwaw
 
 faults:  ## only the fault-injection tests (part of `make test` too)
 	$(STACK) test -m faults
+
+chaos:   ## mixed load under seeded random faults, then invariants (CHAOS_DURATION, CHAOS_SEED; part of `make test`)
+	$(STACK) test -m chaos
 
 cluster: ## only the three-node RabbitMQ cluster tests (part of `make test` too)
 	$(STACK) test -m cluster

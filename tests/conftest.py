@@ -23,7 +23,7 @@ from tests.support import ARTIFACTS, PROJECT, Stack, copy_of_the_system
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         kind = Path(str(item.fspath)).parent.name  # tests/unit or tests/integration
-        if kind in {"unit", "integration", "faults", "cluster"}:
+        if kind in {"unit", "integration", "faults", "cluster", "chaos"}:
             item.add_marker(getattr(pytest.mark, kind))
 
 
@@ -51,11 +51,15 @@ def api(stack: Stack) -> Callable[..., requests.Response]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The database the copy ran on; the fault tests' tables, together, and kept for the docs."""
+    """The database the copy ran on; the chaos run's and the fault tests' tables, kept for the docs."""
+    from tests.chaos.invariants import REPORTS as CHAOS_REPORTS
     from tests.faults.load import OTHER_REPORTS, TABLES, Table
 
     for database in DATABASES:
         terminalreporter.write_line(f"database server of the test copy: {database}")
+    if CHAOS_REPORTS:
+        terminalreporter.write_sep("=", "chaos: what the clients were told against what the system holds")
+        terminalreporter.write_line("\n".join(CHAOS_REPORTS))
     if not TABLES and not OTHER_REPORTS:
         return
     load_table = [Table.HEADER + "".join("\n" + t.row() for t in TABLES)] if TABLES else []
