@@ -46,7 +46,7 @@ from common.topology import (
     UPDATE_RECORD,
 )
 from producer import metrics
-from producer.broker import Broker, BrokerUnavailable
+from producer.broker import Broker, BrokerUnavailable, RequestIdConflict
 from producer.openapi import document as openapi_document
 
 SERVICE = "producer"
@@ -118,11 +118,20 @@ def _one_arg(*names: str) -> str | None:
     return values[0] if values else None
 
 
-def _ask(routing_key: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-    """Publish and wait for the consumer's reply (None: confirmed, but no answer in time)."""
+def _ask(routing_key: str, payload: dict[str, Any], *, write: bool = False) -> dict[str, Any] | None:
+    """Publish and wait for the consumer's reply (None: confirmed, but no answer in time).
+
+    A write whose X-Request-ID is in flight already shares that one's answer, or is
+    refused when it asks for something else.
+    """
     request_id = g.request_id
     try:
-        return _broker().call(routing_key, payload, request_id, _settings().request_timeout_s)
+        return _broker().call(routing_key, payload, request_id, _settings().request_timeout_s, write=write)
+    except RequestIdConflict as exc:
+        raise ApiError(
+            "request_id_conflict",
+            "This X-Request-ID is in use by a different request; use a new one.",
+        ) from exc
     except BrokerUnavailable as exc:
         metrics.PUBLISH_FAILURES.labels(routing_key).inc()
         current_app.extensions["log"].warning(
@@ -136,7 +145,7 @@ def _ask(routing_key: str, payload: dict[str, Any]) -> dict[str, Any] | None:
 
 def _dispatch(routing_key: str, payload: dict[str, Any], *, status: int, write: bool) -> Response:
     """Publish, wait for the consumer, and turn its reply into the HTTP answer."""
-    reply = _ask(routing_key, payload)
+    reply = _ask(routing_key, payload, write=write)
     if reply is None:
         if write:
             # Confirmed by RabbitMQ, so it will be carried out: tell the client where to look.

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from common.config import Settings
 from common.messages import error_reply, ok_reply
-from producer.broker import BrokerUnavailable
+from producer.broker import BrokerUnavailable, RequestIdConflict
 from producer.producer import STATUS_OF_ERROR, ApiError, create_app
 
 ENV = {"RABBITMQ_HOST": "broker", "RABBITMQ_USER": "app", "RABBITMQ_PASSWORD": "pw"}
@@ -23,6 +23,7 @@ class FakeBroker:
 
     def __init__(self) -> None:
         self.published: list[tuple[str, dict[str, Any], str]] = []
+        self.writes: list[bool] = []
         self.reply: dict[str, Any] | Exception | None = ok_reply({"done": True})
 
     def start(self) -> None: ...
@@ -31,8 +32,9 @@ class FakeBroker:
         return True
 
     def call(self, routing_key: str, payload: dict[str, Any], request_id: str,
-             timeout: float) -> dict[str, Any] | None:
+             timeout: float, *, write: bool = False) -> dict[str, Any] | None:
         self.published.append((routing_key, payload, request_id))
+        self.writes.append(write)
         if isinstance(self.reply, Exception):
             raise self.reply
         return self.reply
@@ -277,7 +279,7 @@ class PagingBroker(FakeBroker):
         self.table, self.fail_after = table, fail_after
 
     def call(self, routing_key: str, payload: dict[str, Any], request_id: str,
-             timeout: float) -> dict[str, Any] | None:
+             timeout: float, *, write: bool = False) -> dict[str, Any] | None:
         self.published.append((routing_key, payload, request_id))
         if self.fail_after is not None and len(self.published) > self.fail_after:
             return None
@@ -332,3 +334,19 @@ def test_one_page_with_its_cursor() -> None:
 def test_bad_paging_is_400_and_publishes_nothing(client: FlaskClient, broker: FakeBroker, query: str) -> None:
     assert_error(client.get(f"/read_database?{query}"), 400, "invalid_parameter")
     assert broker.published == []
+
+
+def test_writes_are_marked_as_writes_and_reads_are_not(client: FlaskClient, broker: FakeBroker) -> None:
+    client.get("/health_check?message=hi")
+    client.get("/items")
+    client.post("/insert_record", json=RECORD)
+    client.post("/items", json={"SKU": "K1", "Name": "Kit"})
+    client.post("/orders", json={"SKU": "K1", "Quantity": 1})
+    assert broker.writes == [False, False, True, True, True]
+
+
+def test_a_request_id_in_flight_for_another_write_is_409(client: FlaskClient, broker: FakeBroker) -> None:
+    broker.reply = RequestIdConflict("req-7")
+    response = client.post("/insert_record", json=RECORD, headers={"X-Request-ID": "req-7"})
+    body = assert_error(response, 409, "request_id_conflict")
+    assert body["request_id"] == "req-7"
