@@ -79,9 +79,10 @@ def test_items_and_orders_are_read_a_page_at_a_time() -> None:
     assert page_message({}, by="SKU") == {"limit": 10_000, "after": None}
     assert page_message({"limit": 2, "after": " pen-1 "}, by="SKU") == {"limit": 2, "after": "PEN-1"}
     assert page_message({"limit": 2, "after": 41}, by="OrderID") == {"limit": 2, "after": 41}
-    for payload, by in [({"after": "41"}, "OrderID"), ({"after": True}, "OrderID"),
-                        ({"after": -1}, "OrderID"), ({"after": "a b"}, "SKU"), ({"limit": 0}, "SKU"),
-                        ({"extra": 1}, "SKU")]:
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"after": "41"}, "OrderID"), ({"after": True}, "OrderID"), ({"after": -1}, "OrderID"),
+        ({"after": "a b"}, "SKU"), ({"limit": 0}, "SKU"), ({"extra": 1}, "SKU")]
+    for payload, by in bad:
         with pytest.raises(Invalid) as caught:
             page_message(payload, by=by)
         assert caught.value.code == "invalid_message", payload
@@ -91,7 +92,8 @@ class PageCursor:
     """The inventory readers' two statements over in-memory rows (ordered by their first column)."""
 
     def __init__(self, table: list[tuple[Any, ...]]) -> None:
-        self.table, self.result = sorted(table), []  # type: list[tuple[Any, ...]]
+        self.table = sorted(table)
+        self.result: list[tuple[Any, ...]] = []
 
     def execute(self, sql: str, params: tuple[Any, ...]) -> None:
         *after, limit = params
