@@ -39,23 +39,29 @@ def _node_parameters(settings: AmqpSettings, port: int, client_name: str) -> pik
     )
 
 
-def request_properties(request_id: str, *, reply_to: str | None) -> pika.BasicProperties:
-    """A request message: persistent, identified by the request id."""
+def request_properties(request_id: str, correlation_id: str, *, reply_to: str | None) -> pika.BasicProperties:
+    """A request message: persistent, identified by the client's request id (message_id).
+
+    The correlation id is the caller's own, new for every publish: clients may
+    send one request id with several requests at once, so the request id can
+    never tell their replies apart.
+    """
     return pika.BasicProperties(
         content_type=CONTENT_TYPE,
         delivery_mode=pika.DeliveryMode.Persistent,
         message_id=request_id,
-        correlation_id=request_id,
+        correlation_id=correlation_id,
         reply_to=reply_to,
         timestamp=int(time.time()),
     )
 
 
-def reply_properties(request_id: str) -> pika.BasicProperties:
+def reply_properties(request: pika.BasicProperties) -> pika.BasicProperties:
+    """A reply to `request`: its correlation id echoed, so the caller matches the reply to its call."""
     return pika.BasicProperties(
         content_type=CONTENT_TYPE,
-        correlation_id=request_id,
-        message_id=request_id,
+        correlation_id=request.correlation_id,
+        message_id=request.message_id,
         timestamp=int(time.time()),
     )
 

@@ -4,8 +4,16 @@ The loop owns what is not a consumer's own job: connecting to RabbitMQ with
 retry and backoff, declaring the topology, bounded prefetch, validating each
 message, the request ledger (a redelivered or retried write is done once and
 gets its first answer), acknowledging only after the database commit,
-replying on `reply_to`, dead-lettering what cannot be processed, waiting out a
-database outage with the message in hand, and a clean stop on SIGTERM.
+replying on `reply_to` with the request's correlation id, dead-lettering what
+cannot be processed, waiting out a database outage with the message in hand,
+and a clean stop on SIGTERM.
+
+A broker error is always a broker error, even while a database outage is being
+waited out: the loop reconnects and the unacknowledged message is redelivered,
+never dead-lettered. A ledger conflict (another instance recorded the same
+request id first) is retried with backoff, LEDGER_CONFLICT_RETRIES times; then
+the message is given back to its queue, logged, and the queue's delivery limit
+dead-letters it should it never settle.
 """
 
 from __future__ import annotations
@@ -78,6 +86,10 @@ class Handler:
 class Message:
     request_id: str
     payload: dict[str, Any]
+
+
+# Attempts after a LedgerConflict before the message is given back to its queue.
+LEDGER_CONFLICT_RETRIES = 5
 
 
 class Stopping(Exception):
@@ -209,7 +221,7 @@ class Worker:
         valid: list[tuple[Delivery, str, dict[str, Any]]] = []
         for delivery in batch:
             _, _, props, body = delivery
-            request_id = props.message_id or props.correlation_id or ""
+            request_id = props.message_id or ""
             try:
                 valid.append((delivery, request_id, self._parse(handler, request_id, props, body)))
             except Invalid:
@@ -218,8 +230,8 @@ class Worker:
             return
         try:
             replies = self._carry_out(connection, handler, [(rid, payload) for _, rid, payload in valid])
-        except Stopping:
-            raise
+        except (Stopping, pika.exceptions.AMQPError):
+            raise  # the broker went away (while the database was waited out): reconnect, redelivered
         except Exception:  # a bug: find the message that has it, one transaction each
             self.log.warning("batch_rolled_back", queue=handler.routing_key, messages=len(valid),
                              request_ids=[rid for _, rid, _ in valid])
@@ -252,7 +264,7 @@ class Worker:
         body: bytes,
     ) -> None:
         tag = method.delivery_tag
-        request_id = props.message_id or props.correlation_id or ""
+        request_id = props.message_id or ""  # the client's id; the correlation id is the caller's
         started = time.monotonic()
         try:
             payload = self._parse(handler, request_id, props, body)
@@ -276,8 +288,17 @@ class Worker:
 
         try:
             [reply] = self._carry_out(connection, handler, [(request_id, payload)])
-        except Stopping:
-            raise
+        except (Stopping, pika.exceptions.AMQPError):
+            raise  # the broker went away (while the database was waited out): reconnect, redelivered
+        except LedgerConflict:
+            # Still conflicting after LEDGER_CONFLICT_RETRIES: give it back rather than drop it.
+            # It comes back redelivered, and the queue's delivery limit dead-letters it
+            # should it never settle, so a person sees it.
+            self.log.warning("ledger_conflict_requeued", request_id=request_id, queue=handler.routing_key,
+                             retries=LEDGER_CONFLICT_RETRIES)
+            channel.basic_reject(tag, requeue=True)
+            metrics.MESSAGES.labels(handler.routing_key, "requeued").inc()
+            return
         except Exception:  # a bug, not the database: keep the message for a person
             self.arrived.pop(tag, None)
             self.log.exception("handler_failed", request_id=request_id)
@@ -342,7 +363,7 @@ class Worker:
         the database for as long as it is away."""
         if self.db is None or not handler.uses_db:
             return [self._answer(handler, request_id, payload, None) for request_id, payload in work]
-        attempt = 0
+        attempt = conflicts = 0
         while True:
             try:
                 return self.db.run(lambda cursor: self._transaction(handler, cursor, work))
@@ -361,9 +382,16 @@ class Worker:
                 attempt += 1
                 self._sleep(delay, connection, healthy=not misconfigured)
             except LedgerConflict:
-                # Another instance committed the same request first: its answer
-                # is in the ledger now, and the next attempt returns it.
-                continue
+                # Another instance committed the same request first: its answer is in
+                # the ledger now, and the next attempt returns it. Bounded, so a conflict
+                # that never settles cannot spin the consumer: the caller gives the message back.
+                if conflicts >= LEDGER_CONFLICT_RETRIES:
+                    raise
+                delay = amqp.backoff(conflicts, base=0.05, cap=1.0)
+                self.log.info("ledger_conflict", request_id=work[0][0], messages=len(work),
+                              retry_in_s=round(delay, 3))
+                conflicts += 1
+                self._sleep(delay, connection)
 
     def _transaction(
         self, handler: Handler, cursor: Cursor, work: list[tuple[str, dict[str, Any]]]
@@ -399,9 +427,16 @@ class Worker:
         self, handler: Handler, request_id: str, payload: dict[str, Any], cursor: Cursor | None
     ) -> dict[str, Any]:
         work = {k: v for k, v in payload.items() if k != "sent_at"}
+        # A write that refuses keeps nothing of what it did before refusing, even though the
+        # transaction (its ledger entry, the rest of its batch) commits: a savepoint per message.
+        undo = cursor if handler.ledger else None
+        if undo is not None:
+            undo.execute("SAVEPOINT message")  # a new one replaces the last: no release needed
         try:
             return ok_reply(handler.handle(Message(request_id, work), cursor))
         except Refused as exc:
+            if undo is not None:
+                undo.execute("ROLLBACK TO SAVEPOINT message")
             return error_reply(exc.code, exc.message)
 
     def _reply(self, channel: BlockingChannel, props: BasicProperties, reply: dict[str, Any]) -> None:
@@ -412,7 +447,7 @@ class Worker:
             exchange="",
             routing_key=props.reply_to,
             body=encode(reply),
-            properties=amqp.reply_properties(props.correlation_id or props.message_id or ""),
+            properties=amqp.reply_properties(props),  # echoes the correlation id
         )
 
 

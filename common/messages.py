@@ -74,20 +74,51 @@ def clean_srn(value: Any, *, field: str = "SRN") -> str:
     return srn.upper()
 
 
-def clean_page(limit: Any, after: Any) -> tuple[int, str | None]:
-    """A page of read_database: `limit` 1..PAGE_MAX rows after the SRN `after` (None: from the start).
+def clean_page(limit: Any, after: Any, *, by: str = "SRN") -> tuple[int, Any]:
+    """A page of a read: `limit` 1..PAGE_MAX rows after the key `after` (None: from the start).
 
-    Takes the query string's text or the message's JSON values.
+    `by` is the key the rows are ordered by: an SRN or a SKU (text, stored upper-case) or an
+    OrderID (a whole number). Takes the query string's text or the message's JSON values.
     """
     if isinstance(limit, str) and limit.strip().isdigit():
         limit = int(limit)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= PAGE_MAX:
         raise Invalid("invalid_parameter", f"'limit' must be a whole number from 1 to {PAGE_MAX}.")
-    if after is not None:
-        if not isinstance(after, str) or not SRN_PATTERN.fullmatch(after.strip()):
-            raise Invalid("invalid_parameter", "'after' must be an SRN: 1-32 letters, digits, '-' or '_'.")
-        after = after.strip().upper()
-    return limit, after
+    if after is None:
+        return limit, None
+    if by == "OrderID":
+        if isinstance(after, str) and after.strip().isdigit():
+            after = int(after)
+        if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**63:
+            raise Invalid("invalid_parameter", "'after' must be an OrderID: a whole number.")
+        return limit, after
+    if not isinstance(after, str) or not SRN_PATTERN.fullmatch(after.strip()):
+        what = "an SRN" if by == "SRN" else f"a {by}"
+        raise Invalid("invalid_parameter", f"'after' must be {what}: 1-32 letters, digits, '-' or '_'.")
+    return limit, after.strip().upper()
+
+
+def page_message(payload: Mapping[str, Any], *, by: str = "SRN") -> dict[str, Any]:
+    """A page request on the bus: {"limit": 1..PAGE_MAX (default PAGE_MAX), "after": a key or null}."""
+    extra = set(payload) - {"limit", "after"}
+    if extra:
+        raise Invalid("invalid_message", f"A page takes only limit and after, not {sorted(extra)}.")
+    limit, after = payload.get("limit", PAGE_MAX), payload.get("after")
+    # clean_page takes the query string's text too; a message has numbers.
+    if not isinstance(limit, int) or (by == "OrderID" and after is not None and not isinstance(after, int)):
+        raise Invalid("invalid_message", "limit (and an OrderID after) must be numbers.")
+    try:
+        limit, after = clean_page(limit, after, by=by)
+    except Invalid as exc:
+        raise Invalid("invalid_message", exc.message) from None
+    return {"limit": limit, "after": after}
+
+
+def page_reply(field: str, rows: list[dict[str, Any]], limit: int, by: str) -> dict[str, Any]:
+    """A page of `rows`, fetched with LIMIT limit + 1: the extra row only says another page follows."""
+    page = rows[:limit]
+    more = len(rows) > limit
+    return {field: page, "count": len(page), "next_after": page[-1][by] if more else None}
 
 
 def clean_health_message(value: Any) -> str:

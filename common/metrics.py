@@ -1,6 +1,6 @@
 """Prometheus metrics of the consumers, each served on its own port of the compose network.
 
-    consumer_messages_total{queue, outcome}   ok | refused | expired | invalid | failed
+    consumer_messages_total{queue, outcome}   ok | refused | expired | invalid | failed | requeued
     consumer_dead_lettered_total{queue}       set aside in <queue>.dead
     consumer_handling_seconds{queue}          from taking a message to acknowledging it
 """

@@ -12,23 +12,13 @@ from typing import Any
 
 from common.consumer import Handler, Message, run
 from common.db import Cursor, ledger_lookup, rows
-from common.messages import PAGE_MAX, REQUEST_ID_PATTERN, Invalid, Refused, clean_page
+from common.messages import REQUEST_ID_PATTERN, Invalid, Refused, page_message, page_reply
 from common.topology import READ_DATABASE, REQUEST_STATUS
 
 
 def parse(payload: dict[str, Any]) -> dict[str, Any]:
     """{"limit": 1..PAGE_MAX (default PAGE_MAX), "after": an SRN or null}; nothing else."""
-    extra = set(payload) - {"limit", "after"}
-    if extra:
-        raise Invalid("invalid_message", f"read_database takes only limit and after, not {sorted(extra)}.")
-    limit = payload.get("limit", PAGE_MAX)
-    if not isinstance(limit, int):  # clean_page takes the query string's text too; a message has numbers
-        raise Invalid("invalid_message", "limit must be a number.")
-    try:
-        limit, after = clean_page(limit, payload.get("after"))
-    except Invalid as exc:
-        raise Invalid("invalid_message", exc.message) from None
-    return {"limit": limit, "after": after}
+    return page_message(payload, by="SRN")
 
 
 def handle(message: Message, db: Cursor) -> dict[str, Any]:
@@ -40,10 +30,8 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
     else:
         db.execute("SELECT name, srn, section FROM students WHERE srn > %s ORDER BY srn LIMIT %s",
                    (after, limit + 1))
-    found = rows(db)
-    records = [{"Name": name, "SRN": srn, "Section": section} for name, srn, section in found[:limit]]
-    more = len(found) > limit
-    return {"records": records, "count": len(records), "next_after": records[-1]["SRN"] if more else None}
+    records = [{"Name": name, "SRN": srn, "Section": section} for name, srn, section in rows(db)]
+    return page_reply("records", records, limit, "SRN")
 
 
 def parse_status(payload: dict[str, Any]) -> dict[str, Any]:

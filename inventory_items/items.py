@@ -7,7 +7,7 @@ from typing import Any
 from common.consumer import Handler, Message, run
 from common.db import Cursor, insert_new, rows
 from common.inventory import change_stock, clean_item, clean_stock_change
-from common.messages import Refused, no_parameters
+from common.messages import Refused, page_message, page_reply
 from common.topology import ADJUST_STOCK, CREATE_ITEM, READ_ITEMS
 
 
@@ -25,10 +25,19 @@ def create(message: Message, db: Cursor) -> dict[str, Any]:
     return {"item": item(new["SKU"], new["Name"], new["Quantity"])}
 
 
-def read(_message: Message, db: Cursor) -> dict[str, Any]:
-    db.execute("SELECT sku, name, quantity FROM items ORDER BY sku")
-    items = [item(*row) for row in rows(db)]
-    return {"items": items, "count": len(items)}
+def parse_read(payload: dict[str, Any]) -> dict[str, Any]:
+    return page_message(payload, by="SKU")
+
+
+def read(message: Message, db: Cursor) -> dict[str, Any]:
+    """One page of items after the cursor, by SKU (keyset paging, as read_database's records)."""
+    limit, after = message.payload["limit"], message.payload["after"]
+    if after is None:
+        db.execute("SELECT sku, name, quantity FROM items ORDER BY sku LIMIT %s", (limit + 1,))
+    else:
+        db.execute("SELECT sku, name, quantity FROM items WHERE sku > %s ORDER BY sku LIMIT %s",
+                   (after, limit + 1))
+    return page_reply("items", [item(*row) for row in rows(db)], limit, "SKU")
 
 
 def adjust(message: Message, db: Cursor) -> dict[str, Any]:
@@ -38,7 +47,7 @@ def adjust(message: Message, db: Cursor) -> dict[str, Any]:
 
 
 CREATE = Handler(CREATE_ITEM, clean_item, create, ledger=True)
-READ = Handler(READ_ITEMS, no_parameters, read, expires=True)
+READ = Handler(READ_ITEMS, parse_read, read, expires=True)
 ADJUST = Handler(ADJUST_STOCK, clean_stock_change, adjust, ledger=True)
 
 if __name__ == "__main__":

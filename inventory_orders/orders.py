@@ -7,7 +7,7 @@ from typing import Any
 from common.consumer import Handler, Message, run
 from common.db import Cursor, rows
 from common.inventory import change_stock, clean_order
-from common.messages import no_parameters
+from common.messages import page_message, page_reply
 from common.topology import PLACE_ORDER, READ_ORDERS
 
 
@@ -27,14 +27,20 @@ def place(message: Message, db: Cursor) -> dict[str, Any]:
     return {"order": order(int(db.lastrowid or 0), sku, wanted, "placed")}
 
 
-def read(_message: Message, db: Cursor) -> dict[str, Any]:
-    db.execute("SELECT order_id, sku, quantity, status FROM orders ORDER BY order_id")
-    orders = [order(*row) for row in rows(db)]
-    return {"orders": orders, "count": len(orders)}
+def parse_read(payload: dict[str, Any]) -> dict[str, Any]:
+    return page_message(payload, by="OrderID")
+
+
+def read(message: Message, db: Cursor) -> dict[str, Any]:
+    """One page of orders after the cursor, oldest first (keyset paging on the OrderID)."""
+    limit, after = message.payload["limit"], message.payload["after"]
+    db.execute("SELECT order_id, sku, quantity, status FROM orders WHERE order_id > %s ORDER BY order_id "
+               "LIMIT %s", (after or 0, limit + 1))
+    return page_reply("orders", [order(*row) for row in rows(db)], limit, "OrderID")
 
 
 PLACE = Handler(PLACE_ORDER, clean_order, place, ledger=True)
-READ = Handler(READ_ORDERS, no_parameters, read, expires=True)
+READ = Handler(READ_ORDERS, parse_read, read, expires=True)
 
 if __name__ == "__main__":
     run("inventory_orders", PLACE, READ)

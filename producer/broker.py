@@ -10,9 +10,18 @@ time. Nothing waits longer than its deadline, even on a frozen broker.
 
 A request is published persistent, with `mandatory` and a publisher
 confirm, and answered on RabbitMQ's direct reply-to pseudo-queue, matched by
-correlation id. When the caller passes `marks`, it gets the wall-clock times
-(time.time()) at which its message was published, confirmed and answered, for
-the request's log line: three floats per request, no log line of their own.
+correlation id. The correlation id is new for every publish and never the
+client's: clients may send one X-Request-ID with several requests at once,
+and each must get its own answer. The request id travels as the message_id.
+
+A write whose request id is already in flight in this process is not
+published again: with the same body it shares the first one's outcome, with
+another body it is a RequestIdConflict. (Across processes the consumers'
+request ledger does the same.)
+
+When the caller passes `marks`, it gets the wall-clock times (time.time())
+at which its message was published, confirmed and answered, for the
+request's log line: three floats per request, no log line of their own.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import functools
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +42,7 @@ from pika.spec import Basic, BasicProperties
 
 from common import amqp, logs, topology
 from common.config import AmqpSettings
-from common.messages import encode
+from common.messages import encode, fingerprint
 
 # How long a request waits for a connection that is being (re)established
 # before it is told that the broker is unavailable.
@@ -43,11 +53,18 @@ class BrokerUnavailable(Exception):
     """RabbitMQ did not confirm the message: down, unreachable or frozen."""
 
 
+class RequestIdConflict(Exception):
+    """A write with this request id and another body is in flight here."""
+
+
 @dataclass(eq=False)
 class _Call:
     request_id: str
     routing_key: str
     body: bytes
+    # What a write asks for: a second write with its request id must ask the same.
+    asked: str | None = None
+    correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     confirmed: threading.Event = field(default_factory=threading.Event)
     answered: threading.Event = field(default_factory=threading.Event)
     failure: str | None = None
@@ -79,9 +96,11 @@ class Broker:
         self._channel: pika.channel.Channel | None = None
         self._unconfirmed: dict[int, _Call] = {}
         self._next_tag = 0
-        # Shared with request threads, under the lock: request id -> calls awaiting a reply.
+        # Shared with request threads, under the lock: correlation id -> call awaiting its
+        # reply, and request id -> the write in flight with it.
         self._lock = threading.Lock()
-        self._awaiting: dict[str, list[_Call]] = {}
+        self._awaiting: dict[str, _Call] = {}
+        self._writes: dict[str, _Call] = {}
 
     # ---- request threads -------------------------------------------------
 
@@ -97,13 +116,15 @@ class Broker:
 
     def call(
         self, routing_key: str, payload: dict[str, Any], request_id: str, timeout: float,
-        marks: dict[str, float] | None = None,
+        *, write: bool = False, marks: dict[str, float] | None = None,
     ) -> dict[str, Any] | None:
         """Publish a request and wait for its reply.
 
         Returns the reply, or None when RabbitMQ confirmed the message but no
         reply came within `timeout` (the work will still be carried out).
-        Raises BrokerUnavailable when RabbitMQ did not confirm it in time.
+        Raises BrokerUnavailable when RabbitMQ did not confirm it in time, and
+        RequestIdConflict (before publishing) for a `write` whose request id is
+        in flight with another body; with the same body it shares that outcome.
         `marks` gets the times of "published", "confirmed" and "reply_received"
         that happened.
         """
@@ -111,20 +132,29 @@ class Broker:
         deadline = time.monotonic() + timeout
         if not self._ready.wait(min(CONNECT_GRACE_S, timeout)):
             raise BrokerUnavailable("not connected to RabbitMQ")
-        call = _Call(request_id, routing_key, encode(payload))
+        call = _Call(request_id, routing_key, encode(payload),
+                     asked=fingerprint(routing_key, payload) if write else None)
         with self._lock:
-            self._awaiting.setdefault(request_id, []).append(call)
+            first = self._writes.get(request_id) if write else None
+            if first is not None:
+                if first.asked != call.asked:
+                    raise RequestIdConflict(request_id)
+                shared = True
+            else:
+                shared = False
+                self._awaiting[call.correlation_id] = call
+                if write:
+                    self._writes[request_id] = call
+        if shared:
+            assert first is not None
+            self._log.info("request_shared", request_id=request_id, routing_key=routing_key)
+            return self._outcome(first, deadline)
         try:
             connection = self._connection
             if connection is None:
                 raise BrokerUnavailable("not connected to RabbitMQ")
             connection.ioloop.add_callback_threadsafe(functools.partial(self._publish, call))
-            if not call.confirmed.wait(_left(deadline)):
-                raise BrokerUnavailable("RabbitMQ did not confirm the message in time")
-            if call.failure is not None:
-                raise BrokerUnavailable(call.failure)
-            call.answered.wait(_left(deadline))
-            return call.reply
+            return self._outcome(call, deadline)
         finally:
             if marks is not None:
                 for name, at in (("published", call.published), ("confirmed", call.confirmed_at),
@@ -132,11 +162,19 @@ class Broker:
                     if at:
                         marks[name] = at
             with self._lock:
-                waiting = self._awaiting.get(request_id, [])
-                if call in waiting:
-                    waiting.remove(call)
-                if not waiting:
-                    self._awaiting.pop(request_id, None)
+                self._awaiting.pop(call.correlation_id, None)
+                if self._writes.get(request_id) is call:
+                    del self._writes[request_id]
+
+    @staticmethod
+    def _outcome(call: _Call, deadline: float) -> dict[str, Any] | None:
+        """Wait for a call's confirm and then its reply, until the deadline."""
+        if not call.confirmed.wait(_left(deadline)):
+            raise BrokerUnavailable("RabbitMQ did not confirm the message in time")
+        if call.failure is not None:
+            raise BrokerUnavailable(call.failure)
+        call.answered.wait(_left(deadline))
+        return call.reply
 
     def stop(self) -> None:
         """Close the connection cleanly (gunicorn's worker_exit)."""
@@ -242,7 +280,7 @@ class Broker:
                 routing_key=call.routing_key,
                 body=call.body,
                 properties=amqp.request_properties(
-                    call.request_id, reply_to=amqp.DIRECT_REPLY_TO
+                    call.request_id, call.correlation_id, reply_to=amqp.DIRECT_REPLY_TO
                 ),
                 mandatory=True,
             )
@@ -263,7 +301,7 @@ class Broker:
     ) -> None:
         # An unroutable message comes back before its confirm does.
         for call in self._unconfirmed.values():
-            if call.request_id == props.message_id:
+            if call.correlation_id == props.correlation_id:
                 call.returned = True
 
     def _on_confirm(self, frame: pika.frame.Method) -> None:
@@ -292,16 +330,18 @@ class Broker:
         try:
             reply = json.loads(body)
         except ValueError:
-            self._log.error("reply_unreadable", request_id=props.correlation_id)
+            self._log.error("reply_unreadable", request_id=props.message_id,
+                            correlation_id=props.correlation_id)
             return
         with self._lock:
-            waiting = [c for c in self._awaiting.get(props.correlation_id or "", []) if c.reply is None]
-            if waiting:
-                waiting[0].replied = time.time()
-                waiting[0].reply = reply
-                waiting[0].answered.set()
+            # Only the call that published this correlation id: never another with the same request id.
+            call = self._awaiting.get(props.correlation_id or "")
+            if call is not None and call.reply is None:
+                call.replied = time.time()
+                call.reply = reply
+                call.answered.set()
                 return
-        self._log.info("reply_too_late", request_id=props.correlation_id)
+        self._log.info("reply_too_late", request_id=props.message_id, correlation_id=props.correlation_id)
 
     def _fail_all(self, reason: str) -> None:
         """Release every waiting request: unconfirmed ones fail, confirmed ones stop waiting."""
@@ -310,9 +350,8 @@ class Broker:
             call.confirmed.set()
         self._unconfirmed.clear()
         with self._lock:
-            for calls in self._awaiting.values():
-                for call in calls:
-                    if not call.confirmed.is_set():  # handed to a loop that has stopped
-                        call.failure = reason
-                        call.confirmed.set()
-                    call.answered.set()
+            for call in self._awaiting.values():  # calls that share one wait on it too
+                if not call.confirmed.is_set():  # handed to a loop that has stopped
+                    call.failure = reason
+                    call.confirmed.set()
+                call.answered.set()

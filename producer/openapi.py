@@ -40,7 +40,12 @@ def _object(properties: dict[str, Any], required: list[str] | None = None) -> di
 
 
 REQUEST_ID = {"name": "X-Request-ID", "in": "header", "required": False,
-              "description": "Kept when 1-64 of [A-Za-z0-9._-], otherwise replaced; always returned.",
+              "description": (
+                  "Kept when 1-64 of [A-Za-z0-9._-], otherwise replaced; always returned. Requests "
+                  "sent with one id at the same time each get their own answer. A write's id names "
+                  "that write: sent again with the same body, while in flight or after, it gets the "
+                  "first one's answer (it is done once); with a different body or another write it is "
+                  "409 request_id_conflict, and nothing is done."),
               "schema": {"type": "string"}}
 SRN = {"type": "string", "minLength": 1, "maxLength": 32, "pattern": f"^\\s*{SRN_PATTERN.pattern}\\s*$"}
 RECORD_INPUT = _object({
@@ -56,6 +61,7 @@ ITEM_INPUT = _object({
 DELTA_INPUT = _object({"Delta": {"type": "integer", "minimum": -QUANTITY_MAX, "maximum": QUANTITY_MAX,
                                  "not": {"const": 0}}})
 ORDER_INPUT = _object({"SKU": SKU, "Quantity": {"type": "integer", "minimum": 1, "maximum": QUANTITY_MAX}})
+ORDER_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 ACCEPTED = {"202": {
     "description": "RabbitMQ confirmed the write, the consumer has not answered yet: it will be done",
     "headers": {"Location": {"schema": {"type": "string"}}, **REQUEST_ID_HEADER},
@@ -74,12 +80,33 @@ def _json_write(summary: str, schema: dict[str, Any], success: str, answer: dict
     }}
 
 
-def _list(summary: str, name: str, schema: str) -> dict[str, Any]:
+def _paged(summary: str, name: str, row: dict[str, Any], key: str,
+           key_schema: dict[str, Any]) -> dict[str, Any]:
+    """A read of a whole table, or one page of it (keyset paging on `key`)."""
+    rows = {"type": "array", "items": row}
     return {"get": {
-        "summary": summary, "parameters": [REQUEST_ID],
-        "responses": {"200": _json(_object({name: {"type": "array", "items": _ref(schema)},
-                                            "count": {"type": "integer", "minimum": 0}}), f"All {name}"),
-                      **_errors(503, 504)},
+        "summary": summary,
+        "description": (
+            "Without `limit` and `after`: every row, sent as it is read, page by page, so "
+            "the answer has no size limit. With either: one page, and `next_after` to pass as "
+            "`after` for the next one (null on the last page). A plain answer that fails "
+            "after its first page is cut short: the body is then not valid JSON."),
+        "parameters": [
+            REQUEST_ID,
+            {"name": "limit", "in": "query", "required": False,
+             "description": f"Rows in the page, 1-{PAGE_MAX} (default {READ_PAGE})",
+             "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX}},
+            {"name": "after", "in": "query", "required": False,
+             "description": f"The page starts after this {key}: the previous page's `next_after`",
+             "schema": key_schema},
+        ],
+        "responses": {"200": _json({"oneOf": [
+            _object({name: rows, "count": {"type": "integer", "minimum": 0}}),
+            _object({name: rows,
+                     "count": {"type": "integer", "minimum": 0, "description": "Rows in this page"},
+                     "next_after": {"oneOf": [key_schema, {"type": "null"}]}}),
+        ]}, f"All {name}, or one page of them"),
+                      **_errors(400, 503, 504)},
     }}
 
 
@@ -116,31 +143,8 @@ def document() -> dict[str, Any]:
                 "responses": {"201": _json(_object({"record": record}), "The row is committed"),
                               **ACCEPTED, **_errors(400, 409, 413, 415, 503)},
             }},
-            "/read_database": {"get": {
-                "summary": "Every record, or one page of them, ordered by SRN (consumer_four)",
-                "description": (
-                    "Without `limit` and `after`: every record, sent as it is read, page by page, so "
-                    "the answer has no size limit. With either: one page, and `next_after` to pass as "
-                    "`after` for the next one (null on the last page). A plain answer that fails "
-                    "after its first page is cut short: the body is then not valid JSON."),
-                "parameters": [
-                    REQUEST_ID,
-                    {"name": "limit", "in": "query", "required": False,
-                     "description": f"Rows in the page, 1-{PAGE_MAX} (default {READ_PAGE})",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX}},
-                    {"name": "after", "in": "query", "required": False,
-                     "description": "The page starts after this SRN: the previous page's `next_after`",
-                     "schema": SRN},
-                ],
-                "responses": {"200": _json({"oneOf": [
-                    _object({"records": {"type": "array", "items": record},
-                             "count": {"type": "integer", "minimum": 0}}),
-                    _object({"records": {"type": "array", "items": record},
-                             "count": {"type": "integer", "minimum": 0, "description": "Rows in this page"},
-                             "next_after": {"oneOf": [SRN, {"type": "null"}]}}),
-                ]}, "All records, or one page of them"),
-                              **_errors(400, 503, 504)},
-            }},
+            "/read_database": _paged("Every record, or one page of them, ordered by SRN (consumer_four)",
+                                     "records", record, "SRN", SRN),
             "/delete_record": {"get": {
                 "summary": "Delete the record of one SRN (consumer_three)",
                 "parameters": [REQUEST_ID, {"name": "SRN", "in": "query", "required": True, "schema": SRN}],
@@ -160,7 +164,8 @@ def document() -> dict[str, Any]:
             "/items": {
                 **_json_write("Create an item (inventory_items)", ITEM_INPUT, "201",
                               _object({"item": _ref("Item")}), "The item is stored", 409),
-                **_list("Every item with its stock, ordered by SKU (inventory_items)", "items", "Item"),
+                **_paged("Every item with its stock, or one page of them, ordered by SKU (inventory_items)",
+                         "items", _ref("Item"), "SKU", SKU),
             },
             "/items/{sku}/stock": _json_write(
                 "Add to (Delta > 0) or take from (Delta < 0) an item's stock (inventory_items)",
@@ -170,7 +175,8 @@ def document() -> dict[str, Any]:
                 **_json_write("Place an order; its stock is taken in the same transaction (inventory_orders)",
                               ORDER_INPUT, "201", _object({"order": _ref("Order")}), "The order is placed",
                               404, 409),
-                **_list("Every order, oldest first (inventory_orders)", "orders", "Order"),
+                **_paged("Every order, or one page of them, oldest first (inventory_orders)",
+                         "orders", _ref("Order"), "OrderID", ORDER_ID),
             },
             "/requests/{request_id}": {"get": {
                 "summary": "The stored answer of a finished write",

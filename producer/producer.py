@@ -46,7 +46,7 @@ from common.topology import (
     UPDATE_RECORD,
 )
 from producer import metrics
-from producer.broker import Broker, BrokerUnavailable
+from producer.broker import Broker, BrokerUnavailable, RequestIdConflict
 from producer.openapi import document as openapi_document
 
 SERVICE = "producer"
@@ -118,12 +118,21 @@ def _one_arg(*names: str) -> str | None:
     return values[0] if values else None
 
 
-def _ask(routing_key: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-    """Publish and wait for the consumer's reply (None: confirmed, but no answer in time)."""
+def _ask(routing_key: str, payload: dict[str, Any], *, write: bool = False) -> dict[str, Any] | None:
+    """Publish and wait for the consumer's reply (None: confirmed, but no answer in time).
+
+    A write whose X-Request-ID is in flight already shares that one's answer, or is
+    refused when it asks for something else.
+    """
     request_id = g.request_id
     try:
         return _broker().call(routing_key, payload, request_id, _settings().request_timeout_s,
-                              marks=g.marks)
+                              write=write, marks=g.marks)
+    except RequestIdConflict as exc:
+        raise ApiError(
+            "request_id_conflict",
+            "This X-Request-ID is in use by a different request; use a new one.",
+        ) from exc
     except BrokerUnavailable as exc:
         metrics.PUBLISH_FAILURES.labels(routing_key).inc()
         current_app.extensions["log"].warning(
@@ -137,7 +146,7 @@ def _ask(routing_key: str, payload: dict[str, Any]) -> dict[str, Any] | None:
 
 def _dispatch(routing_key: str, payload: dict[str, Any], *, status: int, write: bool) -> Response:
     """Publish, wait for the consumer, and turn its reply into the HTTP answer."""
-    reply = _ask(routing_key, payload)
+    reply = _ask(routing_key, payload, write=write)
     if reply is None:
         if write:
             # Confirmed by RabbitMQ, so it will be carried out: tell the client where to look.
@@ -214,8 +223,8 @@ def insert_record() -> Response:
     return _dispatch(INSERT_RECORD, _record_from_body(), status=201, write=True)
 
 
-def _read_page(limit: int, after: str | None) -> dict[str, Any]:
-    reply = _ask(READ_DATABASE, stamped({"limit": limit, "after": after}))
+def _read_page(routing_key: str, limit: int, after: Any) -> dict[str, Any]:
+    reply = _ask(routing_key, stamped({"limit": limit, "after": after}))
     if reply is None:
         raise ApiError("consumer_timeout", "No consumer answered in time; try again.")
     if not reply.get("ok"):
@@ -224,39 +233,43 @@ def _read_page(limit: int, after: str | None) -> dict[str, Any]:
     return result
 
 
-@api.get("/read_database")
-def read_database() -> Response:
-    """One page with ?limit= and/or ?after=; without them, every record.
+def _paged(routing_key: str, field: str, by: str) -> Response:
+    """One page with ?limit= and/or ?after=; without them, every row.
 
-    Every record is sent as it is read, page by page, so no message on the bus
+    Every row is sent as it is read, page by page, so no message on the bus
     nears RabbitMQ's size limit and memory stays flat however large the table.
     """
     limit, after = _one_arg("limit"), _one_arg("after")
     if limit is not None or after is not None:
-        page = _read_page(*clean_page(READ_PAGE if limit is None else limit, after))
+        page = _read_page(routing_key, *clean_page(READ_PAGE if limit is None else limit, after, by=by))
         return jsonify(page)
-    first = _read_page(READ_PAGE, None)  # errors before the first byte get their own status
+    first = _read_page(routing_key, READ_PAGE, None)  # errors before the first byte get their own status
     if first["next_after"] is None:
-        return jsonify({"records": first["records"], "count": first["count"]})
-    return Response(stream_with_context(_every_record(first)), mimetype="application/json")
+        return jsonify({field: first[field], "count": first["count"]})
+    return Response(stream_with_context(_every_row(routing_key, field, first)), mimetype="application/json")
 
 
-def _every_record(page: dict[str, Any]) -> Iterator[str]:
-    """The JSON of every record, from the first page on; a later failure cuts the body short.
+@api.get("/read_database")
+def read_database() -> Response:
+    return _paged(READ_DATABASE, "records", "SRN")
+
+
+def _every_row(routing_key: str, field: str, page: dict[str, Any]) -> Iterator[str]:
+    """The JSON of every row, from the first page on; a later failure cuts the body short.
 
     An incomplete body is invalid JSON, so no client can take it for the whole table.
     """
     dumps = current_app.json.dumps
     count = 0
-    yield '{"records": ['
+    yield f'{{"{field}": ['
     while True:
-        if page["records"]:
-            yield ("," if count else "") + dumps(page["records"])[1:-1]
+        if page[field]:
+            yield ("," if count else "") + dumps(page[field])[1:-1]
         count += page["count"]
         if page["next_after"] is None:
             break
         try:
-            page = _read_page(READ_PAGE, page["next_after"])
+            page = _read_page(routing_key, READ_PAGE, page["next_after"])
         except ApiError as exc:
             current_app.extensions["log"].error("read_cut_short", request_id=g.request_id, error=exc.code)
             raise
@@ -281,7 +294,7 @@ def create_item() -> Response:
 
 @api.get("/items")
 def read_items() -> Response:
-    return _dispatch(READ_ITEMS, stamped({}), status=200, write=False)
+    return _paged(READ_ITEMS, "items", "SKU")
 
 
 @api.post("/items/<sku>/stock")
@@ -297,7 +310,7 @@ def place_order() -> Response:
 
 @api.get("/orders")
 def read_orders() -> Response:
-    return _dispatch(READ_ORDERS, stamped({}), status=200, write=False)
+    return _paged(READ_ORDERS, "orders", "OrderID")
 
 
 @api.get("/requests/<request_id>")

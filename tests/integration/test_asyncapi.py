@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -80,13 +81,17 @@ def test_captured_requests_match_the_document(stack: Stack, channel: Any) -> Non
     assert [call().status_code for call in calls] == [200, 201, 200, 200, 201, 200, 201, 200, 201, 200, 200]
     captured = drain(channel, tap, expected=len(calls))
     assert sorted(m.routing_key for m, _, _ in captured) == sorted(ROUTING_KEYS)
+    # A correlation id of its own for every message, never the request id (the message_id).
+    assert len({props.correlation_id for _, props, _ in captured}) == len(captured)
     for method, props, body in captured:
         payload = json.loads(body)
         errors = [e.message for e in validator(method.routing_key).iter_errors(payload)]
         assert errors == [], (method.routing_key, payload)
         assert props.content_type == "application/json" and props.delivery_mode == 2
         # RabbitMQ hands the consumer the caller's own reply-to address (a suffix per channel).
-        assert props.message_id == props.correlation_id
+        assert re.fullmatch("[0-9a-f]{32}", props.correlation_id) and props.correlation_id != props.message_id
+        if method.routing_key == "insert_record":
+            assert props.message_id == f"tap-{srn}"
         assert props.reply_to.startswith("amq.rabbitmq.reply-to.")
 
 
@@ -110,9 +115,10 @@ def test_real_replies_match_the_document(stack: Stack, channel: Any) -> None:
         assert validator(key).is_valid(payload)
         channel.basic_publish("microservices", key, json.dumps(payload).encode(), pika.BasicProperties(
             content_type="application/json", delivery_mode=2, message_id=f"direct-{key}-{srn}",
-            correlation_id=f"direct-{key}-{srn}", reply_to=replies))
+            correlation_id=f"call-{key}", reply_to=replies))
         [(_, props, body)] = drain(channel, replies, expected=1)
         reply = json.loads(body)
         assert [e.message for e in validator("reply").iter_errors(reply)] == [], (key, reply)
-        assert props.correlation_id == f"direct-{key}-{srn}"
+        # The reply echoes the request's correlation id; its message_id is the request id.
+        assert (props.correlation_id, props.message_id) == (f"call-{key}", f"direct-{key}-{srn}")
         assert reply["ok"] is (key != "request_status"), reply  # the unknown id is refused

@@ -136,6 +136,7 @@ def test_an_item_its_stock_and_an_order(browser_page: Any) -> None:
     assert title.startswith("Order ") and title.endswith(f" placed: 4 of {sku}."), title
     last_cell(page, "items", sku, "1")
     order_id = title.split()[1]
+    last_cell(page, "orders", order_id, "placed")  # both tables refresh side by side: wait for this one too
     assert page.locator(f"#orders tr[data-key='{order_id}'] td").all_text_contents() == [
         order_id, sku, "4", "placed"]
 

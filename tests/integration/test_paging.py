@@ -91,3 +91,60 @@ def test_an_answer_larger_than_a_broker_message_still_comes_whole(stack: Stack, 
     assert restart_counts(stack) == restarts
     assert api("GET", "/health_check", params={"message": "after the big read"}).status_code == 200
     assert json_of(api("GET", "/read_database", params={"limit": 1}))["count"] == 1
+
+
+def walk(api: Api, path: str, field: str, by: str, limit: int) -> tuple[list[dict[str, object]], int]:
+    """Every row of GET path, a page of `limit` at a time; and how many pages it took."""
+    walked: list[dict[str, object]] = []
+    after: object = None
+    pages = 0
+    while True:
+        params = {"limit": limit, **({"after": after} if after is not None else {})}
+        page = json_of(api("GET", path, params=params))
+        assert set(page) == {field, "count", "next_after"}
+        assert page["count"] == len(page[field]) <= limit
+        walked += page[field]
+        pages += 1
+        after = page["next_after"]
+        if after is None:
+            return walked, pages
+        assert after == walked[-1][by]
+
+
+def test_items_and_orders_are_walked_by_cursor_like_records(stack: Stack, api: Api) -> None:
+    prefix = unique_srn("PI")
+    skus = [f"{prefix}-{i:02d}" for i in range(12)]
+    try:
+        for sku in skus:
+            assert api("POST", "/items", json={"SKU": sku, "Name": "Paged", "Quantity": 1}).status_code == 201
+        orders = [json_of(api("POST", "/orders", json={"SKU": sku, "Quantity": 1}))["order"]["OrderID"]
+                  for sku in skus]
+        tables = (("/items", "items", "SKU", skus), ("/orders", "orders", "OrderID", orders))
+        for path, field, by, ours in tables:
+            walked, pages = walk(api, path, field, by, 5)
+            plain = json_of(api("GET", path))
+            assert walked == plain[field] and plain["count"] == len(walked) and set(plain) == {field, "count"}
+            keys = [row[by] for row in walked]
+            assert keys == sorted(keys) and len(set(keys)) == len(keys)  # type: ignore[type-var]
+            assert [k for k in keys if k in set(ours)] == ours
+            assert pages == -(-len(walked) // 5)
+        middle = json_of(api("GET", "/items", params={"limit": 3, "after": skus[4].lower()}))
+        assert [i["SKU"] for i in middle["items"]] == skus[5:8] and middle["next_after"] == skus[7]
+        after_order = json_of(api("GET", "/orders", params={"limit": 2, "after": orders[3]}))
+        assert [o["OrderID"] for o in after_order["orders"]] == orders[4:6]
+    finally:
+        stack.sql(f"DELETE FROM orders WHERE sku LIKE '{prefix}%'")
+        stack.sql(f"DELETE FROM items WHERE sku LIKE '{prefix}%'")
+
+
+@pytest.mark.parametrize("query", ["/items?limit=0", "/items?limit=10001", "/items?after=not%20a%20sku",
+                                   "/items?limit=1&limit=2", "/orders?after=x", "/orders?after=-1",
+                                   "/orders?limit=ten", "/orders?after="])
+def test_a_bad_page_of_items_or_orders_is_400_and_changes_nothing(stack: Stack, api: Api, query: str) -> None:
+    before = stack.snapshot()
+    response = api("GET", query)
+    assert response.status_code == 400, response.text
+    body = json_of(response)
+    assert body["error"] == "invalid_parameter" and body["message"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert stack.snapshot() == before

@@ -9,11 +9,13 @@ from collections import deque
 from typing import Any
 
 import mysql.connector
+import pika.exceptions
 import pytest
 
 from common import logs
 from common.config import Settings
-from common.consumer import Message, Worker
+from common.consumer import LEDGER_CONFLICT_RETRIES, Message, Worker
+from common.db import DatabaseAway, LedgerConflict
 from common.messages import Invalid, Refused
 from consumer_four import read
 from consumer_one import healthcheck
@@ -29,6 +31,7 @@ class FakeCursor:
         self.requests: dict[str, tuple[str, str, str]] = {}
         self.result: list[tuple[Any, ...]] = []
         self.ledger_writes = 0
+        self.savepoint: dict[str, tuple[str, str, str]] = {}
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         verb = " ".join(sql.split()[:4])
@@ -47,6 +50,10 @@ class FakeCursor:
             self.result = [self.students[k] for k in sorted(self.students)][: params[0]]
         elif sql.startswith("DELETE FROM students"):
             self.students.pop(params[0], None)
+        elif sql == "SAVEPOINT message":
+            self.savepoint = dict(self.students)
+        elif sql == "ROLLBACK TO SAVEPOINT message":
+            self.students = dict(self.savepoint)
         elif sql.startswith("SELECT request_id, routing_key, fingerprint, reply FROM requests"):
             assert sql.count("%s") == len(params)
             found = [rid for rid in dict.fromkeys(params) if rid in self.requests]
@@ -296,3 +303,97 @@ def test_redelivered_messages_are_carried_out_alone(worker: Worker) -> None:
     events, _ = run_inbox(worker, inbox)
     assert [e[0] for e in events.log] == ["commit", "reply", "ack", "commit", "reply", "ack"]
     assert ("ack", 1, False) in events.log and ("ack", 2, False) in events.log
+
+
+def test_a_reply_echoes_the_requests_correlation_id_not_its_request_id(worker: Worker) -> None:
+    handler, method, props, body = delivery(insertion.HANDLER, 1, {"Name": "A", "SRN": "C1", "Section": "S"})
+    props.correlation_id = "call-7f3a"  # the caller's own, not the client's request id (m1)
+    events, db = run_inbox(worker, [(handler, method, props, body)])
+    [reply] = [e for e in events.log if e[0] == "reply"]
+    assert reply[1] == "call-7f3a"
+    assert set(db.cursor.requests) == {"m1"}  # the ledger is keyed by the request id
+
+
+def test_a_write_that_refuses_after_writing_keeps_nothing_even_in_a_batch(worker: Worker) -> None:
+    def handle(message: Message, cursor: Any) -> Any:
+        result = insertion.handle(message, cursor)
+        if message.payload["SRN"] == "NO":
+            raise Refused("not_found", "refused after its insert")
+        return result
+
+    refusing = dataclasses.replace(insertion.HANDLER, handle=handle)
+    inbox = [delivery(refusing, 1, {"Name": "A", "SRN": "K1", "Section": "S"}),
+             delivery(refusing, 2, {"Name": "B", "SRN": "NO", "Section": "S"}),
+             delivery(refusing, 3, {"Name": "C", "SRN": "K2", "Section": "S"})]
+    events, db = run_inbox(worker, inbox)
+    assert [e[0] for e in events.log] == ["commit", "reply", "reply", "reply", "ack"]  # one batch
+    assert [e[2]["ok"] for e in events.log if e[0] == "reply"] == [True, False, True]
+    assert set(db.cursor.students) == {"K1", "K2"}  # the refused one's insert was undone
+    assert set(db.cursor.requests) == {"m1", "m2", "m3"}  # and its refusal recorded
+
+
+class DroppingConnection:
+    """A broker connection that is lost while the consumer waits out the database."""
+
+    def sleep(self, seconds: float) -> None:
+        raise pika.exceptions.StreamLostError("lost")
+
+
+def test_a_broker_error_while_the_database_is_away_is_a_broker_error(worker: Worker,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    events = Events()
+    db = FakeDatabase(events)
+
+    def away(work: Any) -> Any:
+        raise DatabaseAway("gone")
+
+    db.run = away  # type: ignore[method-assign]
+    worker.db = db  # type: ignore[assignment]
+    monkeypatch.setattr("common.consumer.ALIVE_FILE", type("F", (), {"touch": lambda self: None})())
+    for batch in ([delivery(insertion.HANDLER, 1, {"Name": "A", "SRN": "D1", "Section": "S"})],
+                  [delivery(insertion.HANDLER, n, {"Name": "A", "SRN": f"D{n}", "Section": "S"})
+                   for n in (2, 3)]):
+        with pytest.raises(pika.exceptions.AMQPError):  # up to serve_forever: reconnect
+            worker._process_next(DroppingConnection(), FakeChannel(events), deque(batch))
+    assert events.log == []  # nothing replied, rejected or acknowledged: RabbitMQ redelivers it
+
+
+def test_a_ledger_conflict_is_retried_with_backoff_then_given_back(worker: Worker,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    events = Events()
+    db = FakeDatabase(events)
+    attempts: list[int] = []
+
+    def conflict(work: Any) -> Any:
+        attempts.append(1)
+        raise LedgerConflict("m1")
+
+    db.run = conflict  # type: ignore[method-assign]
+    worker.db = db  # type: ignore[assignment]
+    slept: list[float] = []
+    monkeypatch.setattr(worker, "_sleep", lambda seconds, connection=None: slept.append(seconds))
+    worker._process_next(None, FakeChannel(events),
+                         deque([delivery(insertion.HANDLER, 1, {"Name": "A", "SRN": "L1", "Section": "S"})]))
+    assert len(attempts) == LEDGER_CONFLICT_RETRIES + 1 and len(slept) == LEDGER_CONFLICT_RETRIES
+    assert all(s > 0 for s in slept)
+    assert events.log == [("reject", 1, True)]  # back to the queue, not dropped; its delivery limit bounds it
+
+
+def test_a_ledger_conflict_that_settles_gets_the_recorded_answer(worker: Worker,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    events = Events()
+    db = FakeDatabase(events)
+    real_run, calls = db.run, []
+
+    def first_conflicts(work: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise LedgerConflict("m1")
+        return real_run(work)
+
+    db.run = first_conflicts  # type: ignore[method-assign]
+    worker.db = db  # type: ignore[assignment]
+    monkeypatch.setattr(worker, "_sleep", lambda seconds, connection=None: None)
+    worker._process_next(None, FakeChannel(events),
+                         deque([delivery(insertion.HANDLER, 1, {"Name": "A", "SRN": "L2", "Section": "S"})]))
+    assert [e[0] for e in events.log] == ["commit", "reply", "ack"]

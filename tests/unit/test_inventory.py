@@ -71,3 +71,56 @@ def test_an_update_names_the_srn_and_what_changes() -> None:
     assert details_of(update_from_json, {"Name": "N"}, "invalid_record") == {"SRN": "required"}
     assert details_of(update_from_json, {"SRN": "S1", "Name": ""}, "invalid_record") == {
         "Name": "must not be empty"}
+
+
+def test_items_and_orders_are_read_a_page_at_a_time() -> None:
+    from common.messages import page_message
+
+    assert page_message({}, by="SKU") == {"limit": 10_000, "after": None}
+    assert page_message({"limit": 2, "after": " pen-1 "}, by="SKU") == {"limit": 2, "after": "PEN-1"}
+    assert page_message({"limit": 2, "after": 41}, by="OrderID") == {"limit": 2, "after": 41}
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"after": "41"}, "OrderID"), ({"after": True}, "OrderID"), ({"after": -1}, "OrderID"),
+        ({"after": "a b"}, "SKU"), ({"limit": 0}, "SKU"), ({"extra": 1}, "SKU")]
+    for payload, by in bad:
+        with pytest.raises(Invalid) as caught:
+            page_message(payload, by=by)
+        assert caught.value.code == "invalid_message", payload
+
+
+class PageCursor:
+    """The inventory readers' two statements over in-memory rows (ordered by their first column)."""
+
+    def __init__(self, table: list[tuple[Any, ...]]) -> None:
+        self.table = sorted(table)
+        self.result: list[tuple[Any, ...]] = []
+
+    def execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        *after, limit = params
+        self.result = [row for row in self.table if not after or row[0] > after[0]][:limit]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.result
+
+
+@pytest.mark.parametrize(("reader", "field", "by", "table"), [
+    ("items", "items", "SKU", [(f"K{i:02d}", f"item {i}", i) for i in range(7)]),
+    ("orders", "orders", "OrderID", [(i, "K01", 1, "placed") for i in range(1, 8)]),
+])
+def test_a_walk_of_item_or_order_pages_returns_every_row_once(reader: str, field: str, by: str,
+                                                              table: list[tuple[Any, ...]]) -> None:
+    from common.consumer import Message
+    from inventory_items import items
+    from inventory_orders import orders
+
+    module: Any = items if reader == "items" else orders
+    db, seen, after = PageCursor(table), [], None
+    while True:
+        page = module.read(Message("p", module.READ.parse({"limit": 3, "after": after})), db)
+        assert page["count"] == len(page[field]) <= 3
+        seen += [row[by] for row in page[field]]
+        after = page["next_after"]
+        if after is None:
+            break
+        assert after == seen[-1]
+    assert seen == [row[0] for row in table]

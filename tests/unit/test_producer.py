@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from common.config import Settings
 from common.messages import error_reply, ok_reply
-from producer.broker import BrokerUnavailable
+from producer.broker import BrokerUnavailable, RequestIdConflict
 from producer.producer import STATUS_OF_ERROR, ApiError, create_app
 
 ENV = {"RABBITMQ_HOST": "broker", "RABBITMQ_USER": "app", "RABBITMQ_PASSWORD": "pw"}
@@ -25,6 +25,7 @@ class FakeBroker:
 
     def __init__(self) -> None:
         self.published: list[tuple[str, dict[str, Any], str]] = []
+        self.writes: list[bool] = []
         self.reply: dict[str, Any] | Exception | None = ok_reply({"done": True})
 
     def start(self) -> None: ...
@@ -33,8 +34,10 @@ class FakeBroker:
         return True
 
     def call(self, routing_key: str, payload: dict[str, Any], request_id: str,
-             timeout: float, marks: dict[str, float] | None = None) -> dict[str, Any] | None:
+             timeout: float, *, write: bool = False,
+             marks: dict[str, float] | None = None) -> dict[str, Any] | None:
         self.published.append((routing_key, payload, request_id))
+        self.writes.append(write)
         if marks is not None:
             now = time.time()
             marks.update(published=now, confirmed=now, reply_received=now)
@@ -303,7 +306,8 @@ class PagingBroker(FakeBroker):
         self.table, self.fail_after = table, fail_after
 
     def call(self, routing_key: str, payload: dict[str, Any], request_id: str,
-             timeout: float, marks: dict[str, float] | None = None) -> dict[str, Any] | None:
+             timeout: float, *, write: bool = False,
+             marks: dict[str, float] | None = None) -> dict[str, Any] | None:
         self.published.append((routing_key, payload, request_id))
         if self.fail_after is not None and len(self.published) > self.fail_after:
             return None
@@ -357,4 +361,68 @@ def test_one_page_with_its_cursor() -> None:
                                    "after=", "after=bad%20srn", "limit=1&limit=2", "after=A&after=B"])
 def test_bad_paging_is_400_and_publishes_nothing(client: FlaskClient, broker: FakeBroker, query: str) -> None:
     assert_error(client.get(f"/read_database?{query}"), 400, "invalid_parameter")
+    assert broker.published == []
+
+
+def test_writes_are_marked_as_writes_and_reads_are_not(client: FlaskClient, broker: FakeBroker) -> None:
+    client.get("/health_check?message=hi")
+    client.get("/items")
+    client.post("/insert_record", json=RECORD)
+    client.post("/items", json={"SKU": "K1", "Name": "Kit"})
+    client.post("/orders", json={"SKU": "K1", "Quantity": 1})
+    assert broker.writes == [False, False, True, True, True]
+
+
+def test_a_request_id_in_flight_for_another_write_is_409(client: FlaskClient, broker: FakeBroker) -> None:
+    broker.reply = RequestIdConflict("req-7")
+    response = client.post("/insert_record", json=RECORD, headers={"X-Request-ID": "req-7"})
+    body = assert_error(response, 409, "request_id_conflict")
+    assert body["request_id"] == "req-7"
+
+
+class TablesBroker(FakeBroker):
+    """Answers read_items and read_orders a page at a time, as the inventory consumers do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ITEMS = [{"SKU": f"K{i:05d}", "Name": "n", "Quantity": i} for i in range(10_001)]
+        self.ORDERS = [{"OrderID": i, "SKU": "K", "Quantity": 1, "Status": "-"} for i in range(1, 10_002)]
+
+    def call(self, routing_key: str, payload: dict[str, Any], request_id: str,
+             timeout: float, *, write: bool = False,
+             marks: dict[str, float] | None = None) -> dict[str, Any] | None:
+        self.published.append((routing_key, payload, request_id))
+        field, by, table = {"read_items": ("items", "SKU", self.ITEMS),
+                            "read_orders": ("orders", "OrderID", self.ORDERS)}[routing_key]
+        after, limit = payload["after"], payload["limit"]
+        rows = [r for r in table if after is None or r[by] > after]
+        return ok_reply({field: rows[:limit], "count": len(rows[:limit]),
+                         "next_after": rows[limit - 1][by] if len(rows) > limit else None})
+
+
+@pytest.mark.parametrize(("path", "field"), [("/items", "items"), ("/orders", "orders")])
+def test_items_and_orders_come_page_by_page(path: str, field: str) -> None:
+    broker = TablesBroker()
+    table = broker.ITEMS if field == "items" else broker.ORDERS
+    assert paging_client(broker).get(path).get_json() == {field: table, "count": len(table)}
+    assert len(broker.published) == 3  # pages of 5,000
+    assert all(p["limit"] <= 10_000 and "sent_at" in p for _, p, _ in broker.published)
+
+
+def test_one_page_of_items_or_orders_with_its_cursor() -> None:
+    broker = TablesBroker()
+    client = paging_client(broker)
+    assert client.get("/items?limit=2&after=k00003").get_json() == {
+        "items": broker.ITEMS[4:6], "count": 2, "next_after": "K00005"}
+    assert client.get("/orders?limit=2&after=3").get_json() == {
+        "orders": broker.ORDERS[3:5], "count": 2, "next_after": 5}
+    assert [p[1]["after"] for p in broker.published] == ["K00003", 3]
+
+
+@pytest.mark.parametrize("query", ["/items?limit=0", "/items?after=bad%20sku", "/items?limit=1&limit=2",
+                                   "/orders?after=x", "/orders?after=-1", "/orders?after=1.5",
+                                   "/orders?limit="])
+def test_bad_item_or_order_paging_is_400_and_publishes_nothing(client: FlaskClient, broker: FakeBroker,
+                                                                query: str) -> None:
+    assert_error(client.get(query), 400, "invalid_parameter")
     assert broker.published == []
