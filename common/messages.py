@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# What `fingerprint` gives: a 202's Location carries it, to look up that request only.
+FINGERPRINT_PATTERN = re.compile(r"[0-9a-f]{64}")
 SRN_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 MESSAGE_MAX = 256
 # The most rows in one page of read_database (and so in one reply on the bus).

@@ -12,7 +12,14 @@ from typing import Any
 
 from common.consumer import Handler, Message, run
 from common.db import Cursor, ledger_lookup, rows
-from common.messages import REQUEST_ID_PATTERN, Invalid, Refused, page_message, page_reply
+from common.messages import (
+    FINGERPRINT_PATTERN,
+    REQUEST_ID_PATTERN,
+    Invalid,
+    Refused,
+    page_message,
+    page_reply,
+)
 from common.topology import READ_DATABASE, REQUEST_STATUS
 
 
@@ -38,7 +45,12 @@ def parse_status(payload: dict[str, Any]) -> dict[str, Any]:
     request_id = payload.get("request_id")
     if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.fullmatch(request_id):
         raise Invalid("invalid_message", "request_id must be a valid request id.")
-    return {"request_id": request_id}
+    asked = payload.get("asked")
+    if asked is None:
+        return {"request_id": request_id}
+    if not isinstance(asked, str) or not FINGERPRINT_PATTERN.fullmatch(asked):
+        raise Invalid("invalid_message", "asked must be a request's fingerprint.")
+    return {"request_id": request_id, "asked": asked}
 
 
 def request_status(message: Message, db: Cursor) -> dict[str, Any]:
@@ -46,6 +58,11 @@ def request_status(message: Message, db: Cursor) -> dict[str, Any]:
     entry = ledger_lookup(db, message.payload["request_id"])
     if entry is None:
         raise Refused("unknown_request", "No finished request has this id (yet).")
+    asked = message.payload.get("asked")
+    if asked is not None and asked != entry.fingerprint:
+        # The id was done for another request first: the one asked about was refused.
+        raise Refused("request_id_conflict",
+                      "This X-Request-ID was used for a different request first; yours was not carried out.")
     return {"routing_key": entry.routing_key, "reply": entry.reply}
 
 

@@ -181,7 +181,12 @@ def document() -> dict[str, Any]:
             "/requests/{request_id}": {"get": {
                 "summary": "The stored answer of a finished write",
                 "parameters": [REQUEST_ID, {"name": "request_id", "in": "path", "required": True,
-                                            "schema": {"type": "string"}}],
+                                            "schema": {"type": "string"}},
+                               {"name": "asked", "in": "query", "required": False,
+                                "description": "As given in a 202's Location: what that request asked "
+                                               "for. Another request's answer under the same id is then "
+                                               "409 request_id_conflict, never passed off as this one's.",
+                                "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}],
                 "responses": {
                     "200": _json({"anyOf": [_object({"deleted": record}), _object({"record": record}),
                                             _object({"item": _ref("Item")})]},

@@ -22,6 +22,7 @@ from common import logs
 from common.config import Settings
 from common.inventory import clean_delta, clean_item, clean_order, clean_sku
 from common.messages import (
+    FINGERPRINT_PATTERN,
     READ_PAGE,
     REQUEST_ID_PATTERN,
     Invalid,
@@ -29,6 +30,7 @@ from common.messages import (
     clean_page,
     clean_record,
     clean_srn,
+    fingerprint,
     request_id_from,
     stamped,
 )
@@ -149,11 +151,13 @@ def _dispatch(routing_key: str, payload: dict[str, Any], *, status: int, write: 
     reply = _ask(routing_key, payload, write=write)
     if reply is None:
         if write:
-            # Confirmed by RabbitMQ, so it will be carried out: tell the client where to look.
+            # Confirmed by RabbitMQ, so it will be carried out: tell the client where to
+            # look. `asked` names what this request asked for, so that a lookup never
+            # passes off another request's answer under a reused id as this one's.
             request_id = g.request_id
             response = jsonify({"status": "accepted", "request_id": request_id})
             response.status_code = 202
-            response.headers["Location"] = f"/requests/{request_id}"
+            response.headers["Location"] = f"/requests/{request_id}?asked={fingerprint(routing_key, payload)}"
             return response
         raise ApiError("consumer_timeout", "No consumer answered in time; try again.")
     return _respond(reply, status)
@@ -318,7 +322,10 @@ def request_status(request_id: str) -> Response:
     """The stored answer of a finished write: the same status and body it would have had."""
     if not REQUEST_ID_PATTERN.fullmatch(request_id):
         raise ApiError("unknown_request", "No finished request has this id.")
-    reply = _ask(REQUEST_STATUS, stamped({"request_id": request_id}))
+    asked = request.args.get("asked")
+    if asked is not None and not FINGERPRINT_PATTERN.fullmatch(asked):
+        raise ApiError("invalid_parameter", "asked must be the value given in the 202's Location.")
+    reply = _ask(REQUEST_STATUS, stamped({"request_id": request_id, **({"asked": asked} if asked else {})}))
     if reply is None:
         raise ApiError("consumer_timeout", "No consumer answered in time; try again.")
     if not reply.get("ok"):

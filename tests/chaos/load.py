@@ -57,7 +57,8 @@ class Sent:
     attempts: list[Attempt] = field(default_factory=list)
     status: int | None = None  # the last HTTP status
     answer: Any = None  # the last JSON body
-    # A 202 looked up with GET /requests/<id>: that lookup's status and body.
+    # A 202 looked up at its Location (GET /requests/<id>?asked=...): that lookup's status and body.
+    location: str = ""
     resolved_status: int | None = None
     resolved_answer: Any = None
     reuse: str = ""  # "", "finished" (id of a finished write), "pair" (two requests at once)
@@ -261,6 +262,8 @@ class Client(threading.Thread):
         if status and header != sent.request_id:
             sent.wrong.append(f"X-Request-ID {header!r} on the answer")
         sent.status, sent.answer = status, body
+        if status == 202:
+            sent.location = response.headers.get("Location", "")
         self.last_status = status
         check_answer(sent, status, body)
 
@@ -310,7 +313,8 @@ class Client(threading.Thread):
         """Look a pending write up: its stored answer (202), or send it again (503, none)."""
         if sent.status == 202:
             # The lookup is a request of its own, with an id of its own.
-            lookup = Sent(self.number, "status", self.new_id(), "GET", f"/requests/{sent.request_id}")
+            lookup = Sent(self.number, "status", self.new_id(), "GET",
+                          sent.location or f"/requests/{sent.request_id}")
             self.shared.lookups.append(lookup)
             self.send(lookup)
             if lookup.status == 404 or lookup.status in RETRY_STATUSES or lookup.status in TRANSIENT:

@@ -58,11 +58,13 @@ def test_database_away_write_is_accepted_then_done(stack: Stack, api: Api) -> No
                        headers={"X-Request-ID": f"wait-{srn}"})
         assert response.status_code == 202, response.text
         assert json_of(response) == {"status": "accepted", "request_id": f"wait-{srn}"}
-        assert response.headers["Location"] == f"/requests/wait-{srn}"
+        location = response.headers["Location"]
+        assert location.startswith(f"/requests/wait-{srn}?asked=")
     finally:
         docker("start", db)
     wait_until(lambda: stack.sql(f"SELECT srn FROM students WHERE srn = '{srn}'") == [[srn]], timeout=90)
-    stored = api("GET", f"/requests/wait-{srn}")
+    assert api("GET", f"/requests/wait-{srn}").json() == api("GET", location).json()
+    stored = api("GET", location)
     assert stored.status_code == 201
     assert json_of(stored) == {"record": {"Name": "Waited", "SRN": srn, "Section": "A"}}
     unknown = api("GET", "/requests/never-sent-this-one")

@@ -16,11 +16,14 @@ from common import logs
 from common.config import Settings
 from common.consumer import LEDGER_CONFLICT_RETRIES, Message, Worker
 from common.db import DatabaseAway, LedgerConflict
-from common.messages import Invalid, Refused
+from common.messages import Invalid, Refused, fingerprint
+from consumer_five import update
 from consumer_four import read
 from consumer_one import healthcheck
 from consumer_three import deletion
 from consumer_two import insertion
+from inventory_items import items
+from inventory_orders import orders
 
 
 class FakeCursor:
@@ -397,3 +400,37 @@ def test_a_ledger_conflict_that_settles_gets_the_recorded_answer(worker: Worker,
     worker._process_next(None, FakeChannel(events),
                          deque([delivery(insertion.HANDLER, 1, {"Name": "A", "SRN": "L2", "Section": "S"})]))
     assert [e[0] for e in events.log] == ["commit", "reply", "ack"]
+
+
+def test_a_lookup_names_what_it_asked_and_never_gets_another_requests_answer(worker: Worker) -> None:
+    """A 202's Location carries its request's fingerprint: a reused id's earlier answer is a
+    conflict for it, never passed off as its own."""
+    db = fake_db()
+    first = {"Name": "A", "SRN": "S1", "Section": "B"}
+    reply = worker._transaction(insertion.HANDLER, db, [("req-20", first)])[0]
+    mine = read.parse_status({"request_id": "req-20", "asked": fingerprint("insert_record", first)})
+    assert read.request_status(Message("ask-1", mine), db) == {"routing_key": "insert_record", "reply": reply}
+    other = {"Name": "Z", "SRN": "S2", "Section": "B"}
+    theirs = read.parse_status({"request_id": "req-20", "asked": fingerprint("insert_record", other)})
+    with pytest.raises(Refused) as caught:
+        read.request_status(Message("ask-2", theirs), db)
+    assert caught.value.code == "request_id_conflict"
+    with pytest.raises(Invalid):
+        read.parse_status({"request_id": "req-20", "asked": "not-a-fingerprint"})
+
+
+@pytest.mark.parametrize(("handler", "payload"), [
+    (insertion.HANDLER, {"Name": " Ann ", "SRN": "s1", "Section": "A"}),
+    (deletion.HANDLER, {"SRN": "S1"}),
+    (update.HANDLER, {"SRN": "S1", "Section": "C"}),
+    (items.CREATE, {"SKU": "K1", "Name": "Pen", "Quantity": 3}),
+    (items.ADJUST, {"SKU": "K1", "Delta": -2}),
+    (orders.PLACE, {"SKU": "K1", "Quantity": 1}),
+])
+def test_the_producer_and_the_consumer_fingerprint_a_write_alike(handler: Any,
+                                                                 payload: dict[str, Any]) -> None:
+    """The producer fingerprints what it publishes (already cleaned); the ledger what the
+    consumer parsed from it: the same, or a 202's lookup would never find its own answer."""
+    published = handler.parse(dict(payload))
+    assert fingerprint(handler.routing_key, handler.parse(dict(published))) == \
+        fingerprint(handler.routing_key, published)

@@ -12,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from common.config import Settings
-from common.messages import error_reply, ok_reply
+from common.messages import error_reply, fingerprint, ok_reply
 from producer.broker import BrokerUnavailable, RequestIdConflict
 from producer.producer import STATUS_OF_ERROR, ApiError, create_app
 
@@ -185,7 +185,14 @@ def test_write_without_answer_is_202_with_location(client: FlaskClient, broker: 
     response = client.get("/delete_record?SRN=S1", headers={"X-Request-ID": "late-1"})
     assert response.status_code == 202
     assert response.get_json() == {"status": "accepted", "request_id": "late-1"}
-    assert response.headers["Location"] == "/requests/late-1"
+    # The Location names what was asked, so the lookup answers for this request only.
+    asked = fingerprint("delete_record", {"SRN": "S1"})
+    assert response.headers["Location"] == f"/requests/late-1?asked={asked}"
+    broker.reply = {"ok": False, "error": "request_id_conflict", "message": "used for another request"}
+    assert_error(client.get(response.headers["Location"]), 409, "request_id_conflict")
+    assert broker.published[-1][0:2] == ("request_status", {"request_id": "late-1", "asked": asked,
+                                                            "sent_at": broker.published[-1][1]["sent_at"]})
+    assert_error(client.get("/requests/late-1?asked=nope"), 400, "invalid_parameter")
 
 
 def test_read_without_answer_is_504(client: FlaskClient, broker: FakeBroker) -> None:
