@@ -38,8 +38,11 @@ RETRYABLE_ERRNOS = frozenset({errorcode.ER_LOCK_DEADLOCK, errorcode.ER_LOCK_WAIT
 # The server closed the connection: MySQL says why first (4031, an idle
 # connection past wait_timeout), which the connector raises as a plain
 # DatabaseError rather than as a lost connection.
-CONNECTION_LOST_ERRNOS = frozenset({errorcode.ER_CLIENT_INTERACTION_TIMEOUT,
-                                    errorcode.CR_SERVER_LOST, errorcode.CR_SERVER_GONE_ERROR})
+CONNECTION_LOST_ERRNOS = frozenset({errorcode.ER_CLIENT_INTERACTION_TIMEOUT})
+# The client library's own errors (CR_*: no route, unknown host, lost
+# connection ...) are about the connection, never the data; the C extension
+# raises some as a plain DatabaseError too (2005 while the server's host is gone).
+CLIENT_ERRNOS = range(2000, 3000)
 # The database answers, but not as this service needs: wrong password or
 # grants, a missing schema or table. Every message would fail the same way,
 # so none of them is poison: they wait for a person to fix the setup.
@@ -49,6 +52,22 @@ MISCONFIGURED_ERRNOS = frozenset({
     errorcode.ER_SPECIFIC_ACCESS_DENIED_ERROR, errorcode.ER_BAD_DB_ERROR,
     errorcode.ER_NO_SUCH_TABLE, errorcode.ER_BAD_FIELD_ERROR,
 })
+
+
+def _c_extension_errors() -> tuple[type[Exception], ...]:
+    """The C extension's own error type, which a few of its calls (rollback() on a lost
+    connection) raise untranslated; none where it is not built for the platform."""
+    try:
+        from _mysql_connector import MySQLInterfaceError  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return ()
+    return (MySQLInterfaceError,)
+
+
+C_EXTENSION_ERRORS = _c_extension_errors()
+# The pure-Python protocol only where the C extension cannot load (a host's older OpenSSL).
+USE_PURE = not C_EXTENSION_ERRORS
+DRIVER_ERRORS: tuple[type[Exception], ...] = (mysql.connector.Error, *C_EXTENSION_ERRORS)
 
 
 class DatabaseAway(Exception):
@@ -69,9 +88,9 @@ def connect(settings: DbSettings) -> MySQLConnectionAbstract | PooledMySQLConnec
         charset=CHARSET,
         collation=COLLATION,
         autocommit=False,
-        # The pure-Python protocol: the C extension lets a raw MySQLInterfaceError
-        # escape from rollback() on a lost connection, which hides an outage.
-        use_pure=True,
+        # The C extension where it is built (every service image): a raw
+        # MySQLInterfaceError it lets out of rollback() is mapped in Database.run.
+        use_pure=USE_PURE,
         connection_timeout=settings.connect_timeout_s,
         read_timeout=settings.io_timeout_s,
         write_timeout=settings.io_timeout_s,
@@ -123,16 +142,19 @@ class Database:
                 raise
             self._dirty = False
             return result
-        except mysql.connector.Error as exc:
+        except DRIVER_ERRORS as exc:
             raise self._classify(exc) from exc
 
-    def _classify(self, exc: mysql.connector.Error) -> Exception:
+    def _classify(self, exc: Exception) -> Exception:
         """What a connector error means for the message in hand."""
+        if not isinstance(exc, mysql.connector.Error):  # the C extension's raw error: the connection broke
+            self.close()
+            return DatabaseAway(str(exc))
         if exc.errno in MISCONFIGURED_ERRNOS:
             self.close()  # a fixed password or grant takes effect on the next connection
             return DatabaseMisconfigured(str(exc))
         if (isinstance(exc, (mysql.connector.InterfaceError, mysql.connector.OperationalError))
-                or exc.errno in CONNECTION_LOST_ERRNOS):
+                or exc.errno in CONNECTION_LOST_ERRNOS or (exc.errno or 0) in CLIENT_ERRNOS):
             self.close()
             return DatabaseAway(str(exc))
         if exc.errno in RETRYABLE_ERRNOS:

@@ -81,6 +81,8 @@ def run_once(database: Database) -> None:
                                   errno=4031),
     mysql.connector.OperationalError(msg="Lost connection to MySQL server during query", errno=2013),
     mysql.connector.InterfaceError(msg="MySQL server has gone away", errno=2006),
+    # The C extension, connecting while the database's container is stopped.
+    mysql.connector.DatabaseError(msg="Unknown MySQL server host 'db' (-2)", errno=2005),
 ])
 def test_a_closed_connection_is_an_outage_and_the_next_run_reconnects(
         connections: Connections, error: Exception) -> None:
@@ -158,3 +160,21 @@ def test_a_misconfigured_database_keeps_the_message_and_reports_unhealthy(
     assert replies == [{"ok": True, "result": {"record": "stored"}}] and events == ["commit"]
     assert logged == ["database_misconfigured", "database_misconfigured"]
     assert health_while_waiting and not any(health_while_waiting)
+
+
+def test_the_c_extensions_raw_error_is_a_lost_connection(connections: Connections,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C extension lets its own MySQLInterfaceError out of rollback() on a broken
+    connection: an outage like any other, never a handler failure."""
+
+    class MySQLInterfaceError(Exception):
+        pass
+
+    monkeypatch.setattr(db, "DRIVER_ERRORS", (mysql.connector.Error, MySQLInterfaceError))
+    connections.errors.extend([MySQLInterfaceError("Lost connection to MySQL server"), None])
+    store = database()
+    with pytest.raises(DatabaseAway):
+        run_once(store)
+    assert connections[0].closed
+    run_once(store)
+    assert connections[1].commits == 1
