@@ -173,6 +173,19 @@ def rows(cursor: Cursor) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in cursor.fetchall()]
 
 
+def page_rows(cursor: Cursor, columns: str, table: str, key: str, after: Any,
+              limit: int) -> list[tuple[Any, ...]]:
+    """The rows after `after` in `key` order, `limit` of them and one more, which says
+    whether another page follows (keyset paging: no OFFSET to skip past). Column and
+    table names are the caller's constants; the values travel as parameters."""
+    if after is None:
+        cursor.execute(f"SELECT {columns} FROM {table} ORDER BY {key} LIMIT %s", (limit + 1,))
+    else:
+        cursor.execute(f"SELECT {columns} FROM {table} WHERE {key} > %s ORDER BY {key} LIMIT %s",
+                       (after, limit + 1))
+    return rows(cursor)
+
+
 def one(cursor: Cursor) -> tuple[Any, ...] | None:
     """The next row of a query as a tuple, or None."""
     row = cursor.fetchone()

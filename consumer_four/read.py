@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.consumer import Handler, Message, run
-from common.db import Cursor, ledger_lookup, rows
+from common.db import Cursor, ledger_lookup, page_rows
 from common.messages import (
     FINGERPRINT_PATTERN,
     REQUEST_ID_PATTERN,
@@ -31,13 +31,8 @@ def parse(payload: dict[str, Any]) -> dict[str, Any]:
 def handle(message: Message, db: Cursor) -> dict[str, Any]:
     """One page after the cursor (keyset paging: the primary key's order, no OFFSET to skip past)."""
     limit, after = message.payload["limit"], message.payload["after"]
-    # One row more than asked says whether another page follows.
-    if after is None:
-        db.execute("SELECT name, srn, section FROM students ORDER BY srn LIMIT %s", (limit + 1,))
-    else:
-        db.execute("SELECT name, srn, section FROM students WHERE srn > %s ORDER BY srn LIMIT %s",
-                   (after, limit + 1))
-    records = [{"Name": name, "SRN": srn, "Section": section} for name, srn, section in rows(db)]
+    found = page_rows(db, "name, srn, section", "students", "srn", after, limit)
+    records = [{"Name": name, "SRN": srn, "Section": section} for name, srn, section in found]
     return page_reply("records", records, limit, "SRN")
 
 

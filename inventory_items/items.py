@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.consumer import Handler, Message, run
-from common.db import Cursor, insert_new, rows
+from common.db import Cursor, insert_new, page_rows
 from common.inventory import change_stock, clean_item, clean_stock_change
 from common.messages import Refused, page_message, page_reply
 from common.topology import ADJUST_STOCK, CREATE_ITEM, READ_ITEMS
@@ -32,12 +32,8 @@ def parse_read(payload: dict[str, Any]) -> dict[str, Any]:
 def read(message: Message, db: Cursor) -> dict[str, Any]:
     """One page of items after the cursor, by SKU (keyset paging, as read_database's records)."""
     limit, after = message.payload["limit"], message.payload["after"]
-    if after is None:
-        db.execute("SELECT sku, name, quantity FROM items ORDER BY sku LIMIT %s", (limit + 1,))
-    else:
-        db.execute("SELECT sku, name, quantity FROM items WHERE sku > %s ORDER BY sku LIMIT %s",
-                   (after, limit + 1))
-    return page_reply("items", [item(*row) for row in rows(db)], limit, "SKU")
+    found = page_rows(db, "sku, name, quantity", "items", "sku", after, limit)
+    return page_reply("items", [item(*row) for row in found], limit, "SKU")
 
 
 def adjust(message: Message, db: Cursor) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.consumer import Handler, Message, run
-from common.db import Cursor, rows
+from common.db import Cursor, page_rows
 from common.inventory import change_stock, clean_order
 from common.messages import page_message, page_reply
 from common.topology import PLACE_ORDER, READ_ORDERS
@@ -34,9 +34,8 @@ def parse_read(payload: dict[str, Any]) -> dict[str, Any]:
 def read(message: Message, db: Cursor) -> dict[str, Any]:
     """One page of orders after the cursor, oldest first (keyset paging on the OrderID)."""
     limit, after = message.payload["limit"], message.payload["after"]
-    db.execute("SELECT order_id, sku, quantity, status FROM orders WHERE order_id > %s ORDER BY order_id "
-               "LIMIT %s", (after or 0, limit + 1))
-    return page_reply("orders", [order(*row) for row in rows(db)], limit, "OrderID")
+    found = page_rows(db, "order_id, sku, quantity, status", "orders", "order_id", after, limit)
+    return page_reply("orders", [order(*row) for row in found], limit, "OrderID")
 
 
 PLACE = Handler(PLACE_ORDER, clean_order, place, ledger=True)
