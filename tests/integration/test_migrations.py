@@ -48,7 +48,11 @@ def readable_copy(files: list[Path], folder: Path) -> Path:
 
 def test_make_up_migrates_a_database_of_the_previous_schema(other_copy: Stack, tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
-    images = Script(other_copy.env_file).resolve_images()
+    # The images `make up` would choose for this copy: its settings, then the shell's
+    # (CI's MariaDB run sets MYSQL_IMAGE), as the script reads them.
+    script = Script(other_copy.env_file)
+    script.load()
+    images = script.resolve_images()
     # The database as version 1 of the schema left it: the real migrate service,
     # shown only the first migration and the grants of that time.
     old_migrations = readable_copy(sorted((ROOT / "db" / "migrations").glob("001_*.sql")), tmp_path / "m")
