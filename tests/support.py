@@ -169,6 +169,23 @@ def docker(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
 
 
+def pause(container: str, refused: Callable[[str], None] | None = None, tries: int = 3) -> None:
+    """`docker pause`: runc gives up ("unable to freeze") when the container's cgroup does
+    not freeze in time, as when the database is in the middle of an fsync on a busy
+    machine. That is Docker failing to inject the fault, not the system failing it:
+    try again, a few times, and say so through `refused`."""
+    for attempt in range(tries):
+        try:
+            docker("pause", container)
+            return
+        except subprocess.CalledProcessError as exc:
+            if "unable to freeze" not in (exc.stderr or "") or attempt == tries - 1:
+                raise
+            if refused is not None:
+                refused(f"docker pause refused: {(exc.stderr or '').strip()[-80:]}")
+            time.sleep(0.5)
+
+
 def restart_counts(stack: Stack) -> dict[str, int]:
     counts = {}
     for container in stack.compose("ps", "-q").split():

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import requests
 
 from scripts.stack import amqp_login
-from tests.support import CONSUMERS, Stack, docker
+from tests.support import CONSUMERS, Stack, docker, pause
 
 SERVICES = ("producer", "db", *CONSUMERS)
 KINDS = {  # kind: weight in the plan
@@ -209,16 +209,7 @@ class Injector(threading.Thread):
 
     def pause(self, fault: Fault) -> None:
         container = self.container(fault.target)
-        for attempt in range(3):
-            try:
-                docker("pause", container)
-                break
-            except subprocess.CalledProcessError as exc:
-                # runc gives up when the cgroup does not freeze in time (a busy machine): once more
-                fault.notes.append(f"docker pause refused: {(exc.stderr or '').strip()[-80:]}")
-                if attempt == 2:
-                    raise
-                time.sleep(0.5)
+        pause(container, refused=fault.notes.append)
         try:
             time.sleep(fault.hold_s)
         finally:

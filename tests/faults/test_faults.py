@@ -24,6 +24,7 @@ from tests.support import (
     docker,
     every_consumer_answers,
     healthy,
+    pause,
     restart_counts,
     unique_srn,
     wait_until,
@@ -101,7 +102,7 @@ def test_database_paused_under_load(stack: Stack) -> None:
     running = load.start()
     load.wait_for(300)
     db = stack.container("db")
-    docker("pause", db)
+    pause(db)
     time.sleep(10)
     docker("unpause", db)
     running.result(timeout=900)
@@ -167,7 +168,7 @@ def test_rabbitmq_paused_under_load(stack: Stack) -> None:
     running = load.start()
     load.wait_for(300)
     rabbitmq = stack.values["RABBITMQ_CONTAINER"]
-    docker("pause", rabbitmq)
+    pause(rabbitmq)
     time.sleep(10)
     docker("unpause", rabbitmq)
     running.result(timeout=900)
