@@ -17,6 +17,7 @@ import pika
 import requests
 
 from bench.load import progress
+from scripts.copies import root_sql
 from scripts.stack import Stack
 
 # Scripts that run inside the compose network start with this.
@@ -59,11 +60,7 @@ class System:
 
     def root_sql(self, sql: str) -> str:
         """SQL run as MySQL's root inside the db container (for what the app user may not do)."""
-        return subprocess.run(
-            ["docker", "exec", self.container("db"), "sh", "-c",
-             'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql --default-character-set=utf8mb4 -uroot -N -B '
-             '"$MYSQL_DATABASE" -e "$0"', sql],
-            capture_output=True, text=True, check=True).stdout
+        return root_sql(self.container("db"), sql)
 
     def delete_queue(self, queue: str) -> None:
         connection = pika.BlockingConnection(self.amqp)

@@ -26,6 +26,16 @@ from pathlib import Path
 from scripts.stack import COOKIE, ROOT, SECRETS, Stack, compose_command
 
 
+def root_sql(db_container: str, query: str) -> str:
+    """A query run as MySQL's root inside the db container, its rows tab-separated. In
+    utf8mb4: the official MySQL image has no UTF-8 locale, so its client talks latin1."""
+    return subprocess.run(
+        ["docker", "exec", db_container, "sh", "-c",
+         'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql --default-character-set=utf8mb4 -uroot -N -B '
+         '"$MYSQL_DATABASE" -e "$0"', query],
+        capture_output=True, text=True, check=True).stdout
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

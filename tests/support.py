@@ -17,7 +17,7 @@ from typing import Any
 import pika
 import requests
 
-from scripts.copies import Copy, copy_values, read_values, throwaway_copy
+from scripts.copies import Copy, copy_values, read_values, root_sql, throwaway_copy
 from scripts.copies import free_port as free_port  # tests' public name
 from scripts.stack import Node, compose_command
 
@@ -107,13 +107,7 @@ class Stack(Copy):
 
     def sql(self, query: str) -> list[list[str]]:
         """Rows of a query run as root inside the db container (tab-separated)."""
-        result = subprocess.run(
-            ["docker", "exec", self.container("db"), "sh", "-c",
-             'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql --default-character-set=utf8mb4 -uroot -N -B '
-             '"$MYSQL_DATABASE" -e "$0"', query],
-            capture_output=True, text=True, check=True,
-        )
-        return [line.split("\t") for line in result.stdout.splitlines()]
+        return [line.split("\t") for line in root_sql(self.container("db"), query).splitlines()]
 
     def management(self, path: str) -> Any:
         response = requests.get(
