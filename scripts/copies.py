@@ -76,10 +76,15 @@ def write_values(env_file: Path, values: Mapping[str, str]) -> None:
 
 @dataclass
 class Copy:
-    """A copy's settings file and values; its values win over the shell's environment."""
+    """A copy's settings file and values; its values win over the shell's environment.
+
+    `root` is the source tree it is built from: this checkout, or a copy of it
+    that a test changed (tests/integration/test_adding_a_service.py).
+    """
 
     env_file: Path
     values: dict[str, str]
+    root: Path = ROOT
 
     def process_env(self) -> dict[str, str]:
         """The environment for scripts/stack.py: the copy's settings win over the shell's."""
@@ -88,8 +93,8 @@ class Copy:
     def stack(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """A scripts/stack.py command on this copy, in a process of its own (its output shown)."""
         return subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "stack.py"), "--env-file", str(self.env_file), *args],
-            env=self.process_env(), text=True, check=check,
+            [sys.executable, str(self.root / "scripts" / "stack.py"), "--env-file", str(self.env_file),
+             *args], env=self.process_env(), text=True, check=check,
         )
 
     def script_stack(self) -> Stack:
@@ -106,7 +111,7 @@ class Copy:
             suffix = "" if node.number == 1 else f"-{node.number}"
             (folder / f"{prefix}rabbitmq{suffix}.log").write_text(logs.stdout + logs.stderr)
         compose = subprocess.run(
-            [*compose_command(), "--project-directory", str(ROOT), "--project-name",
+            [*compose_command(), "--project-directory", str(self.root), "--project-name",
              self.values["COMPOSE_PROJECT_NAME"], "--env-file", str(self.env_file),
              "logs", "--no-color", "--timestamps"],
             env={**self.process_env(), "RABBITMQ_HOST": "-"}, capture_output=True, text=True)
@@ -116,14 +121,14 @@ class Copy:
 @contextlib.contextmanager
 def throwaway_copy(env_file: Path, values: Mapping[str, str], *, keep: bool = False,
                    logs_to: Path | None = None, log_prefix: str = "",
-                   label: str = "copy") -> Iterator[Copy]:
+                   label: str = "copy", root: Path = ROOT) -> Iterator[Copy]:
     """Write `values` to `env_file`, bring the copy up, yield it; afterwards collect its logs
     (into `logs_to`) and delete it with its volumes and settings file, unless `keep`.
 
     The `up` is inside the `try`: a copy that fails to start is cleaned up all the same.
     """
     write_values(env_file, values)
-    copy = Copy(env_file, dict(values))
+    copy = Copy(env_file, dict(values), root)
     if not keep:
         copy.stack("clean", check=False)  # leftovers of an interrupted run
     try:
