@@ -57,9 +57,13 @@ def node_named(stack: Stack, name: str) -> Node:
 
 
 def rejoined(stack: Stack, node: Node) -> bool:
-    """The node runs in the cluster again, and is an online member of every queue."""
+    """The node runs in the cluster again, and is an online member of every queue.
+
+    While the node rejoins, list_queues can answer without some queues (their
+    details did not come back in time): not known to be back yet, so not yet.
+    """
     online = queue_column(stack, "online")
-    return node.name in running_nodes(stack) and all(node.name in online[q] for q in QUEUES)
+    return node.name in running_nodes(stack) and all(node.name in online.get(q, "") for q in QUEUES)
 
 
 def handled(stack: Stack, container: str, queue: str) -> float:
