@@ -189,6 +189,12 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
     if straight_cpu:
         show(straight_cpu, ["clients", "app", "rabbitmq", "consumer", "db", "total", "host_busy_pct"],
              "the straightforward design's CPU per insert (ms)")
+    whole = ["total", "generator", "docker_proxy", "docker_daemons", "elsewhere", "machine"]
+    show([{"design": "ours", **r} for r in cpu_per_insert]
+         + [{"design": "straightforward", **r} for r in straight_cpu], ["design", "clients", *whole],
+         "CPU per insert of the whole machine (ms): the containers of the design (total), the load "
+         "generator, Docker's port proxy, Docker's daemons (logs, exec), the rest; both designs pay the "
+         "same generator and proxy for every request")
     print(f"\nCPU per insert summed over our containers @{top}: {cpu_top['total']} ms"
           + (f" (reference {ref['total']} ms @{ref.get('clients')}, {ref.get('when', '?')})" if ref else
              " (no reference yet: --set-reference records this run's)"))

@@ -150,24 +150,61 @@ def host_busy() -> tuple[int, int] | None:
     return sum(fields) - idle, sum(fields)
 
 
+# Processes of this machine outside the containers that work for every request: Docker's
+# port proxy (the HTTP port on 127.0.0.1 and the AMQP port on the gateway), and the
+# daemons that carry the containers' logs and `docker exec`.
+HOST_PROCESSES = {"docker_proxy": ("docker-proxy",),
+                  "docker_daemons": ("dockerd", "containerd", "containerd-shim")}
+
+
+def host_cpu_seconds() -> dict[str, float]:
+    """CPU time used so far by the processes of HOST_PROCESSES, by group, and by the bench's own
+    process (the load generator's threads), from /proc (Linux only; empty elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    used = dict.fromkeys(HOST_PROCESSES, 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        comm, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        for group, names in HOST_PROCESSES.items():
+            if comm in names:
+                used[group] += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    if not Path("/proc/self/stat").exists():
+        return {}
+    own = os.times()
+    used["generator"] = own.user + own.system
+    return used
+
+
 class CpuMeter:
-    """CPU per request of each container (ms), over a stretch of work, and how busy the machine was."""
+    """CPU per request (ms) of each container, over a stretch of work, and of the whole machine:
+    the load generator, Docker's port proxy and daemons, and what else ran."""
 
     def __init__(self, containers: dict[str, str]):
         self.containers = containers
         self.before = cpu_seconds(containers)
+        self.host_before = host_cpu_seconds()
         self.busy_before = host_busy()
 
     def per_request(self, requests_done: int) -> dict[str, Any]:
         busy_after = host_busy()
+        host_after = host_cpu_seconds()
         after = cpu_seconds(self.containers)
         count = max(1, requests_done)
         cpu: dict[str, Any] = {name: round((after[name] - self.before[name]) * 1000 / count, 2)
                                for name in self.before}
-        cpu["total"] = round(sum(v for k, v in cpu.items()), 2)
+        cpu["total"] = round(sum(v for k, v in cpu.items()), 2)  # our containers only
+        for group, seconds in host_after.items():
+            cpu[group] = round((seconds - self.host_before.get(group, seconds)) * 1000 / count, 2)
         if self.busy_before and busy_after:
             busy, total = (a - b for a, b in zip(busy_after, self.busy_before, strict=True))
             cpu["host_busy_pct"] = round(100 * busy / max(1, total))
+            tick = os.sysconf("SC_CLK_TCK")
+            cpu["machine"] = round(busy / tick * 1000 / count, 2)
+            accounted = cpu["total"] + sum(cpu.get(group, 0.0) for group in host_after)
+            cpu["elsewhere"] = round(cpu["machine"] - accounted, 2)
         return cpu
 
 
