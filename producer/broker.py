@@ -7,6 +7,9 @@ thread runs pika's event loop all the time, heartbeats are answered even when
 no request comes for hours, a broker restart is noticed at once, and several
 requests are in flight on the channel together instead of one confirm at a
 time. Nothing waits longer than its deadline, even on a frozen broker.
+Under gunicorn's gevent worker (the default) the same code runs on greenlets:
+gevent patches `threading`, `select` and `socket` before the app is loaded, so
+the I/O "thread" and the requests share one hub and one OS thread.
 
 A request is published persistent, with `mandatory` and a publisher
 confirm, and answered on RabbitMQ's direct reply-to pseudo-queue, matched by
