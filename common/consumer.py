@@ -19,6 +19,7 @@ dead-letters it should it never settle.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
 import time
@@ -75,6 +76,11 @@ class Handler:
     uses_db: bool = True
     # Writes: record each answer in the request ledger, in the same transaction.
     ledger: bool = False
+    # A ledger handler that may refuse after it has written something: a savepoint per
+    # message undoes that part (the ledger entry and the rest of a batch still commit).
+    # False for a handler whose refusal leaves nothing written (it refuses before its
+    # writes, or its one statement is what fails): a round trip to MySQL saved per message.
+    savepoint: bool = True
     # Reads: a message older than REQUEST_TIMEOUT_S has nobody waiting for it.
     expires: bool = False
     # Commit the messages already delivered together, in one transaction, and ack them
@@ -287,7 +293,8 @@ class Worker:
             return
 
         try:
-            [reply] = self._carry_out(connection, handler, [(request_id, payload)])
+            [reply] = self._carry_out(connection, handler, [(request_id, payload)],
+                                      look_up=method.redelivered)
         except (Stopping, pika.exceptions.AMQPError):
             raise  # the broker went away (while the database was waited out): reconnect, redelivered
         except LedgerConflict:
@@ -358,15 +365,24 @@ class Worker:
         connection: pika.BlockingConnection,
         handler: Handler,
         work: list[tuple[str, dict[str, Any]]],
+        look_up: bool = False,
     ) -> list[dict[str, Any]]:
         """The replies for messages (request id, payload), all in one transaction, retrying
-        the database for as long as it is away."""
+        the database for as long as it is away.
+
+        The ledger is read first only when `look_up` (a redelivered message) or after
+        an attempt without it failed: a new request, by far the most common, needs no
+        read, since its ledger entry's unique key at the end says whether it is new. A
+        request done before fails there (or on a unique key of its own before), which
+        rolls the whole transaction back; it is then carried out again, ledger first,
+        and gets its first answer.
+        """
         if self.db is None or not handler.uses_db:
             return [self._answer(handler, request_id, payload, None) for request_id, payload in work]
         attempt = conflicts = 0
         while True:
             try:
-                return self.db.run(lambda cursor: self._transaction(handler, cursor, work))
+                return self.db.run(functools.partial(self._transaction, handler, work=work, look_up=look_up))
             except DatabaseAway as exc:
                 if self.stopping:
                     raise Stopping() from exc
@@ -382,6 +398,9 @@ class Worker:
                 attempt += 1
                 self._sleep(delay, connection, healthy=not misconfigured)
             except LedgerConflict:
+                if not look_up:  # done before (a client's retry): answer from the ledger
+                    look_up = True
+                    continue
                 # Another instance committed the same request first: its answer is in
                 # the ledger now, and the next attempt returns it. Bounded, so a conflict
                 # that never settles cannot spin the consumer: the caller gives the message back.
@@ -392,16 +411,25 @@ class Worker:
                               retry_in_s=round(delay, 3))
                 conflicts += 1
                 self._sleep(delay, connection)
+            except Exception:
+                # Carried out before the ledger was read, a request done before can also fail
+                # on its own unique keys (an order's request id) before its ledger entry does:
+                # rolled back, ask the ledger first. What still fails then is a real failure.
+                if look_up or not handler.ledger:
+                    raise
+                look_up = True
 
     def _transaction(
-        self, handler: Handler, cursor: Cursor, work: list[tuple[str, dict[str, Any]]]
+        self, handler: Handler, cursor: Cursor, work: list[tuple[str, dict[str, Any]]],
+        look_up: bool = True,
     ) -> list[dict[str, Any]]:
         """The replies for messages carried out in one transaction, the request ledger
-        read once for all of them before and written once after."""
+        read once for all of them before (when `look_up`) and written once after: that
+        write raises LedgerConflict when a request has an entry already."""
         if not handler.ledger:
             return [self._answer(handler, request_id, payload, cursor) for request_id, payload in work]
         key = handler.routing_key
-        done = ledger_entries(cursor, [request_id for request_id, _ in work])
+        done = ledger_entries(cursor, [request_id for request_id, _ in work]) if look_up else {}
         new: dict[str, LedgerEntry] = {}
         replies = []
         for request_id, payload in work:
@@ -429,7 +457,7 @@ class Worker:
         work = {k: v for k, v in payload.items() if k != "sent_at"}
         # A write that refuses keeps nothing of what it did before refusing, even though the
         # transaction (its ledger entry, the rest of its batch) commits: a savepoint per message.
-        undo = cursor if handler.ledger else None
+        undo = cursor if handler.ledger and handler.savepoint else None
         if undo is not None:
             undo.execute("SAVEPOINT message")  # a new one replaces the last: no release needed
         try:

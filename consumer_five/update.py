@@ -23,7 +23,8 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
     return {"record": {"Name": name, "SRN": srn, "Section": section}}
 
 
-HANDLER = Handler(UPDATE_RECORD, update_from_json, handle, ledger=True)
+# It refuses before it updates: nothing to undo, no savepoint.
+HANDLER = Handler(UPDATE_RECORD, update_from_json, handle, ledger=True, savepoint=False)
 
 if __name__ == "__main__":
     run("consumer_five", HANDLER)

@@ -26,7 +26,8 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
     return {"deleted": {"Name": name, "SRN": stored_srn, "Section": section}}
 
 
-HANDLER = Handler(DELETE_RECORD, parse, handle, ledger=True)
+# It refuses before it deletes: nothing to undo, no savepoint.
+HANDLER = Handler(DELETE_RECORD, parse, handle, ledger=True, savepoint=False)
 
 if __name__ == "__main__":
     run("consumer_three", HANDLER)

@@ -35,8 +35,10 @@ class FakeCursor:
         self.result: list[tuple[Any, ...]] = []
         self.ledger_writes = 0
         self.savepoint: dict[str, tuple[str, str, str]] = {}
+        self.statements: list[str] = []  # every statement run, in order: the round trips
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self.statements.append(sql)
         verb = " ".join(sql.split()[:4])
         if sql.startswith("INSERT INTO students"):
             srn, name, section, _rid = params
@@ -66,6 +68,7 @@ class FakeCursor:
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         assert sql.startswith("INSERT INTO requests")
+        self.statements.append(sql)
         self.ledger_writes += 1
         ids = [row[0] for row in rows]
         if len(set(ids)) < len(ids) or set(ids) & set(self.requests):  # one statement: all or nothing
@@ -82,6 +85,10 @@ class FakeCursor:
 
 def fake_db(students: dict[str, tuple[str, str, str]] | None = None) -> Any:
     return FakeCursor(students)
+
+
+def ledger_reads(db: FakeCursor) -> int:
+    return sum(sql.startswith("SELECT request_id") for sql in db.statements)
 
 
 def test_health_check_echoes_the_message() -> None:
@@ -193,6 +200,65 @@ def test_a_batch_reads_and_writes_the_ledger_once_and_replays_a_repeat_within_it
     assert replies[1] == {"ok": True, "result": {"record": two}}
     assert set(db.students) == {"S1", "S2"} and set(db.requests) == {"req-4", "req-5"}
     assert db.ledger_writes == 1
+
+
+def test_a_new_request_costs_no_ledger_read_and_no_savepoint(worker: Worker) -> None:
+    store = FakeDatabase(Events())
+    worker.db, db = store, store.cursor  # type: ignore[assignment]
+    record = {"Name": "A", "SRN": "S1", "Section": "B"}
+    [reply] = worker._carry_out(None, insertion.HANDLER, [("req-30", record)])
+    assert reply == {"ok": True, "result": {"record": record}}
+    # The insert and the ledger entry: its unique key, not a read before, says whether it is new.
+    assert [sql.split()[0] + " " + sql.split()[2] for sql in db.statements] == [
+        "INSERT students", "INSERT requests"]
+    assert set(db.requests) == {"req-30"}
+
+
+def test_a_request_done_before_is_rolled_back_and_answered_from_the_ledger(worker: Worker) -> None:
+    store = FakeDatabase(Events())
+    worker.db, db = store, store.cursor  # type: ignore[assignment]
+    record = {"Name": "A", "SRN": "S1", "Section": "B"}
+    [first] = worker._carry_out(None, insertion.HANDLER, [("req-31", record)])
+    db.students.clear()  # the row went away since: carried out again, the insert would succeed
+    db.statements.clear()
+    [again] = worker._carry_out(None, insertion.HANDLER, [("req-31", record)])
+    assert again == first
+    assert db.students == {} and set(db.requests) == {"req-31"}  # the second insert was rolled back
+    assert ledger_reads(db) == 1
+
+
+def test_a_request_done_before_that_fails_on_a_key_of_its_own_gets_its_first_answer(worker: Worker) -> None:
+    """Like an order, whose request id is a unique key of its table: carried out again, it fails
+    there, before its ledger entry can say it is done."""
+    def handle(message: Message, cursor: Any) -> Any:
+        record = message.payload
+        cursor.execute("INSERT INTO students (srn, name, section, request_id) VALUES (%s, %s, %s, %s)",
+                       (record["SRN"], record["Name"], record["Section"], message.request_id))
+        return {"placed": record["SRN"]}
+
+    placing = dataclasses.replace(insertion.HANDLER, handle=handle, batch=False)
+    store = FakeDatabase(Events())
+    worker.db, db = store, store.cursor  # type: ignore[assignment]
+    record = {"Name": "A", "SRN": "S1", "Section": "B"}
+    [first] = worker._carry_out(None, placing, [("req-34", record)])
+    [again] = worker._carry_out(None, placing, [("req-34", record)])
+    assert first == again == {"ok": True, "result": {"placed": "S1"}}
+    assert set(db.students) == {"S1"} and set(db.requests) == {"req-34"}
+
+
+def test_a_redelivered_message_reads_the_ledger_first(worker: Worker) -> None:
+    store = FakeDatabase(Events())
+    worker.db, db = store, store.cursor  # type: ignore[assignment]
+    record = {"Name": "A", "SRN": "S1", "Section": "B"}
+    worker._carry_out(None, insertion.HANDLER, [("req-32", record)], look_up=True)
+    assert db.statements[0].startswith("SELECT request_id") and ledger_reads(db) == 1
+
+
+def test_a_refused_delete_wrote_nothing_so_needs_no_savepoint(worker: Worker) -> None:
+    db = fake_db({"S1": ("A", "S1", "B")})
+    [reply] = worker._transaction(deletion.HANDLER, db, [("req-33", {"SRN": "S9"})], look_up=False)
+    assert reply["error"] == "not_found"
+    assert db.students == {"S1": ("A", "S1", "B")} and "SAVEPOINT message" not in db.statements
 
 
 def test_request_status_reads_the_ledger(worker: Worker) -> None:
@@ -324,7 +390,8 @@ def test_a_write_that_refuses_after_writing_keeps_nothing_even_in_a_batch(worker
             raise Refused("not_found", "refused after its insert")
         return result
 
-    refusing = dataclasses.replace(insertion.HANDLER, handle=handle)
+    # It writes, then refuses: it needs its savepoint.
+    refusing = dataclasses.replace(insertion.HANDLER, handle=handle, savepoint=True)
     inbox = [delivery(refusing, 1, {"Name": "A", "SRN": "K1", "Section": "S"}),
              delivery(refusing, 2, {"Name": "B", "SRN": "NO", "Section": "S"}),
              delivery(refusing, 3, {"Name": "C", "SRN": "K2", "Section": "S"})]
@@ -377,7 +444,8 @@ def test_a_ledger_conflict_is_retried_with_backoff_then_given_back(worker: Worke
     monkeypatch.setattr(worker, "_sleep", lambda seconds, connection=None: slept.append(seconds))
     worker._process_next(None, FakeChannel(events),
                          deque([delivery(insertion.HANDLER, 1, {"Name": "A", "SRN": "L1", "Section": "S"})]))
-    assert len(attempts) == LEDGER_CONFLICT_RETRIES + 1 and len(slept) == LEDGER_CONFLICT_RETRIES
+    # The first conflict sends it to the ledger at once (done before?); then the bounded backoff.
+    assert len(attempts) == LEDGER_CONFLICT_RETRIES + 2 and len(slept) == LEDGER_CONFLICT_RETRIES
     assert all(s > 0 for s in slept)
     assert events.log == [("reject", 1, True)]  # back to the queue, not dropped; its delivery limit bounds it
 
