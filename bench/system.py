@@ -18,7 +18,7 @@ import requests
 
 from bench.load import progress
 from scripts.copies import root_sql
-from scripts.stack import Stack
+from scripts.stack import Stack, service_container
 
 # Scripts that run inside the compose network start with this.
 DB_CONNECT = """
@@ -46,7 +46,10 @@ class System:
             credentials=pika.PlainCredentials(stack.get("RABBITMQ_USER"), stack.get("RABBITMQ_PASSWORD")))
 
     def container(self, service: str) -> str:
-        return self.stack.compose("ps", "-q", service, capture=True).stdout.split()[0]
+        found = service_container(self.stack.project, service)
+        if found is None:
+            raise RuntimeError(f"no container for {service} in {self.stack.project}")
+        return found
 
     def insert_path(self) -> dict[str, str]:
         """Name -> container id of our containers on an insert's way."""

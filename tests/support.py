@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import requests
 
 from scripts.copies import Copy, copy_values, read_values, root_sql, throwaway_copy
 from scripts.copies import free_port as free_port  # tests' public name
-from scripts.stack import Node, compose_command
+from scripts.stack import Node, compose_command, service_container
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -102,17 +101,9 @@ class Stack(Copy):
         return out.stdout.strip() or "-"
 
     def container(self, service: str) -> str:
-        """The service's container, as `compose ps -q <service>` names it, found by compose's
-        labels: the Docker CLI answers in tens of ms, compose v1 (Python) in about a second,
-        and the tests ask hundreds of times (every sql(), every health poll)."""
-        project = re.sub(r"[^-_a-z0-9]", "", self.values["COMPOSE_PROJECT_NAME"].lower())
-        found = docker("ps", "--all", "--no-trunc", "--format", "{{.Names}}\t{{.ID}}",
-                       "--filter", f"label=com.docker.compose.project={project}",
-                       "--filter", f"label=com.docker.compose.service={service}",
-                       "--filter", "label=com.docker.compose.oneoff=False")
-        ids = [line.split("\t")[1] for line in sorted(found.splitlines())]
-        assert ids, f"no container for {service}"
-        return ids[0]
+        found = service_container(self.values["COMPOSE_PROJECT_NAME"], service)
+        assert found, f"no container for {service}"
+        return found
 
     def sql(self, query: str) -> list[list[str]]:
         """Rows of a query run as root inside the db container (tab-separated)."""
