@@ -163,7 +163,9 @@ HOST_PROCESSES = {"docker_proxy": ("docker-proxy",),
 def host_cpu_seconds() -> dict[str, float]:
     """CPU time used so far by the processes of HOST_PROCESSES, by group, and by the bench's own
     process (the load generator's threads), from /proc (Linux only; empty elsewhere)."""
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    if not Path("/proc/self/stat").exists():
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
     used = dict.fromkeys(HOST_PROCESSES, 0.0)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -174,8 +176,6 @@ def host_cpu_seconds() -> dict[str, float]:
         for group, names in HOST_PROCESSES.items():
             if comm in names:
                 used[group] += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-    if not Path("/proc/self/stat").exists():
-        return {}
     own = os.times()
     used["generator"] = own.user + own.system
     return used

@@ -15,7 +15,8 @@ bind = "0.0.0.0:5000"
 # GUNICORN_WORKER_CLASS=gthread brings the threads back (GUNICORN_THREADS per worker).
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-# Requests in flight per worker: greenlets under gevent, threads under gthread.
+# gevent: requests in flight per worker. (gthread: open connections per worker, of which
+# GUNICORN_THREADS are served at once.)
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "100"))
 threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 # Requests wait at most REQUEST_TIMEOUT_S for the broker; this only catches a stuck worker.
