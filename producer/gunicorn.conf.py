@@ -10,8 +10,8 @@ bind = "0.0.0.0:5000"
 # gevent: each worker is one OS thread, its requests greenlets, and the broker's I/O
 # "thread" a greenlet in the same hub (gevent patches `threading` before the app loads),
 # so handing a message to it switches no OS thread and contends for no GIL. Measured
-# against gthread (2 x 16 threads), inserts at 32 clients: the producer's CPU per insert
-# 2.0 ms instead of 2.45 ms, about 6 % more inserts a second (see docs/performance.md).
+# against gthread (2 x 16 threads) at 32 clients: less producer CPU per insert and more
+# inserts a second (the figures: docs/performance.md, "What was tried this round").
 # GUNICORN_WORKER_CLASS=gthread brings the threads back (GUNICORN_THREADS per worker).
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))

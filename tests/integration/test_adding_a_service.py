@@ -22,8 +22,8 @@ import requests
 
 from scripts.copies import Copy, copy_values, throwaway_copy
 from tests.support import ARTIFACTS, PROJECT, ROOT, json_of, unique_srn
+from tests.unit.test_adding_a_service import PAGE, blocks  # the page, read one way
 
-PAGE = (ROOT / "docs" / "adding-a-service.md").read_text(encoding="utf-8")
 # Not part of a user's clone, or rebuilt by the tools: left out of the copy.
 NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "node_modules", "artifacts", "__pycache__",
                                     ".mypy_cache", ".ruff_cache", ".pytest_cache", ".env")
@@ -31,8 +31,7 @@ NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "node_modules", "artifacts"
 
 def block(language: str, containing: str) -> str:
     """The page's one code block in `language` that contains `containing`."""
-    found: list[str] = [b for b in re.findall(rf"^```{language}\n(.*?)^```", PAGE, re.MULTILINE | re.DOTALL)
-             if containing in b]
+    found = [b for b in blocks(language) if containing in b]
     assert len(found) == 1, f"the page has {len(found)} {language} blocks with {containing!r}"
     return found[0]
 
