@@ -388,10 +388,14 @@ class Stack:
 
     # ---- compose --------------------------------------------------------------
 
+    @property
+    def compose_cli(self) -> list[str]:
+        return compose_command(self.get("COMPOSE_CLI") or None)
+
     def compose(self, *args: str, check: bool = True,
                 capture: bool = False) -> subprocess.CompletedProcess[str]:
         base = [
-            *compose_command(), "--project-directory", str(ROOT),
+            *self.compose_cli, "--project-directory", str(ROOT),
             "--file", str(ROOT / "docker-compose.yml"), "--project-name", self.project,
         ]
         if self.env_file.exists():
@@ -404,7 +408,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         pending: list[str] = []
         while time.monotonic() < deadline:
-            ids = self.compose("ps", "-q", capture=True).stdout.split()
+            ids = project_containers(self.project)
             states = [container_state(i) for i in ids]
             broken = [s for s in states if (s.status in {"exited", "dead"} and s.exit_code != 0)
                       or s.status == "restarting"]
@@ -424,6 +428,7 @@ class Stack:
     # ---- commands ---------------------------------------------------------------
 
     def up(self) -> None:
+        say(f"using {compose_version(self.compose_cli)}")
         self.ensure_env_file()
         images = self.resolve_images()
         database = self.check_database_volume(images["MYSQL_IMAGE"])
@@ -477,7 +482,7 @@ class Stack:
         rows = [("container", "state", "health")]
         rabbitmq = self.get("RABBITMQ_CONTAINER")
         nodes = [node.container for node in self.nodes()]
-        for container in [*self.compose("ps", "-q", capture=True).stdout.split(), *nodes]:
+        for container in [*project_containers(self.project), *nodes]:
             if docker_ok("container", "inspect", container):
                 state = container_state(container)
                 name = state.name or container
@@ -538,16 +543,28 @@ def container_state(container_id: str) -> ContainerState:
                           json.loads(out[2]), int(out[3]))
 
 
-def service_container(project: str, service: str) -> str | None:
-    """A compose service's container (the one `compose ps -q <service>` names first), found
-    by compose's labels: the Docker CLI answers in tens of ms, compose v1 (Python) in about
-    a second, and the tests and the bench ask often (every sql(), every health poll)."""
+def containers_command(project: str, service: str | None = None) -> list[str]:
+    """The Docker CLI command that lists a compose project's containers (or one service's),
+    running or stopped, by compose's labels. Compose v1 and v2 both label what they make,
+    while their `ps -q` differ: v2 leaves out stopped containers (the exited `migrate`)."""
     normalized = re.sub(r"[^-_a-z0-9]", "", project.lower())  # as compose names its project
-    found = run(["docker", "ps", "--all", "--no-trunc", "--format", "{{.Names}}\t{{.ID}}",
-                 "--filter", f"label=com.docker.compose.project={normalized}",
-                 "--filter", f"label=com.docker.compose.service={service}",
-                 "--filter", "label=com.docker.compose.oneoff=False"], capture=True).stdout
-    ids = [line.split("\t")[1] for line in sorted(found.splitlines())]
+    return ["docker", "ps", "--all", "--no-trunc", "--format", "{{.Names}}\t{{.ID}}",
+            "--filter", f"label=com.docker.compose.project={normalized}",
+            *(["--filter", f"label=com.docker.compose.service={service}"] if service else []),
+            "--filter", "label=com.docker.compose.oneoff=False"]
+
+
+def project_containers(project: str, service: str | None = None) -> list[str]:
+    """The ids of a compose project's containers (or one service's), running or stopped,
+    ordered by name. The Docker CLI answers in tens of ms, compose v1 (Python) in about a
+    second, and the tests and the bench ask often (every sql(), every health poll)."""
+    found = run(containers_command(project, service), capture=True).stdout
+    return [line.split("\t")[1] for line in sorted(found.splitlines())]
+
+
+def service_container(project: str, service: str) -> str | None:
+    """A compose service's container: the first of `project_containers` for it."""
+    ids = project_containers(project, service)
     return ids[0] if ids else None
 
 
@@ -557,15 +574,35 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
+# Which Compose runs the stack: COMPOSE_CLI=v2 (`docker compose`), v1 (`docker-compose`),
+# or auto: v2 where present, else v1. Both are tested (README, Prerequisites).
+COMPOSE_CLIS = {"v2": ("docker", "compose"), "v1": ("docker-compose",)}
+
+
+def compose_choice() -> str:
+    return (os.environ.get("COMPOSE_CLI") or "auto").strip().lower()
+
+
 @functools.cache
-def compose_command() -> list[str]:
-    """Compose v2 (`docker compose`) where present, else v1 (`docker-compose`)."""
-    if docker_ok("compose", "version"):
-        return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    fail("neither `docker compose` nor `docker-compose` is installed")
+def compose_command(choice: str | None = None) -> list[str]:
+    """The Compose command line: COMPOSE_CLI's choice (the shell's by default)."""
+    choice = choice or compose_choice()
+    if choice not in {"auto", *COMPOSE_CLIS}:
+        fail(f"COMPOSE_CLI={choice}: say v2 (docker compose), v1 (docker-compose) or auto")
+    v2_ok = choice in {"auto", "v2"} and docker_ok("compose", "version")
+    if v2_ok:
+        return list(COMPOSE_CLIS["v2"])
+    if choice in {"auto", "v1"} and shutil.which("docker-compose"):
+        return list(COMPOSE_CLIS["v1"])
+    wanted = {"v2": "`docker compose` (Compose v2)", "v1": "`docker-compose` (Compose v1)"}
+    fail(f"{wanted.get(choice, 'neither `docker compose` nor `docker-compose`')} is not installed")
     raise AssertionError  # unreachable
+
+
+def compose_version(command: Sequence[str]) -> str:
+    """What `make up` says it uses, e.g. "Compose 2.26.1 (docker compose)"."""
+    found = run([*command, "version", "--short"], check=False, capture=True).stdout.strip()
+    return f"Compose {found.removeprefix('v') or '(version unknown)'} ({' '.join(command)})"
 
 
 # ---- a real AMQP 0-9-1 login, with nothing but the standard library ---------------
@@ -721,7 +758,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              *rest, check=False).returncode
     elif args.command in {"logs", "ps"}:
         stack.load()
-        extra = ["--follow", "--tail", "50"] if args.command == "logs" else []
+        # `ps --all`: stopped containers too (the exited `migrate`), under v1 and v2 alike.
+        extra = ["--follow", "--tail", "50"] if args.command == "logs" else ["--all"]
         stack.compose(args.command, *extra, *rest, check=False)
     return 0
 

@@ -19,7 +19,7 @@ import requests
 
 from scripts.copies import Copy, copy_values, read_values, root_sql, throwaway_copy
 from scripts.copies import free_port as free_port  # tests' public name
-from scripts.stack import Node, compose_command, service_container
+from scripts.stack import Node, compose_command, project_containers, service_container
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -99,6 +99,11 @@ class Stack(Copy):
         out = subprocess.run(["docker", "network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}",
                               self.values["RABBITMQ_NETWORK"]], capture_output=True, text=True)
         return out.stdout.strip() or "-"
+
+    def containers(self, service: str | None = None) -> list[str]:
+        """The copy's compose containers (or one service's), running or stopped, under
+        Compose v1 and v2 alike (v2's `ps -q` leaves out stopped ones)."""
+        return project_containers(self.values["COMPOSE_PROJECT_NAME"], service)
 
     def container(self, service: str) -> str:
         found = service_container(self.values["COMPOSE_PROJECT_NAME"], service)
@@ -182,7 +187,7 @@ def pause(container: str, refused: Callable[[str], None] | None = None, tries: i
 
 def restart_counts(stack: Stack) -> dict[str, int]:
     counts = {}
-    for container in stack.compose("ps", "-q").split():
+    for container in stack.containers():
         info = json.loads(docker("inspect", container))[0]
         counts[info["Name"]] = info["RestartCount"]
     return counts

@@ -302,7 +302,7 @@ def compose_network(container: str) -> str:
 
 
 def exit_codes(stack: Stack) -> dict[str, int]:
-    states = [json.loads(docker("inspect", c))[0] for c in stack.compose("ps", "-q", "--all").split()]
+    states = [json.loads(docker("inspect", c))[0] for c in stack.containers()]
     return {state["Name"]: state["State"]["ExitCode"] for state in states}
 
 

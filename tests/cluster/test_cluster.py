@@ -88,7 +88,7 @@ def test_scaled_consumers_compete_and_write_once(cluster: Stack) -> None:
     up = ("up", "--detach", "--no-deps", "--no-recreate")  # the running instances stay as they are
     cluster.compose_with({}, *up, "--scale", "consumer_two=3", "--scale", "consumer_four=2", *services)
     try:
-        instances = {s: cluster.compose("ps", "-q", s).split() for s in services}
+        instances = {s: cluster.containers(s) for s in services}
         assert [len(instances["consumer_two"]), len(instances["consumer_four"])] == [3, 2]
 
         def all_healthy() -> bool:

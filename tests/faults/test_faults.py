@@ -205,7 +205,7 @@ def test_sigterm_under_load_then_down_and_up(stack: Stack) -> None:
     started = time.monotonic()
     stack.compose("stop")  # SIGTERM to every service, 10 s grace each
     stopped_in = time.monotonic() - started
-    states = [json.loads(docker("inspect", c))[0] for c in stack.compose("ps", "-q").split()]
+    states = [json.loads(docker("inspect", c))[0] for c in stack.containers()]
     codes = {state["Name"]: state["State"]["ExitCode"] for state in states}
     running.result(timeout=900)
     stack.stack("down")

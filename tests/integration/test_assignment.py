@@ -22,7 +22,7 @@ def inspect(container: str) -> dict[str, Any]:
 
 def test_every_container_is_up_and_healthy(stack: Stack) -> None:
     seen = {}
-    for container in stack.compose("ps", "-q").split():
+    for container in stack.containers():
         info = inspect(container)
         service = info["Config"]["Labels"]["com.docker.compose.service"]
         state = info["State"]
@@ -39,7 +39,7 @@ def test_two_networks_and_the_gateway_path(stack: Stack) -> None:
     assert set(rabbit["NetworkSettings"]["Networks"]) == {rabbit_net}
 
     compose_networks = set()
-    for container in stack.compose("ps", "-q").split():
+    for container in stack.containers():
         compose_networks |= set(inspect(container)["NetworkSettings"]["Networks"])
     assert len(compose_networks) == 1 and rabbit_net not in compose_networks
 

@@ -243,7 +243,7 @@ def scale_orders(stack: Stack) -> Iterator[Scale]:
     def scale(n: int) -> list[str]:
         stack.compose_with({}, "up", "-d", "--no-deps", "--no-recreate", "--scale",
                            f"inventory_orders={n}", "inventory_orders")
-        containers = stack.compose("ps", "-q", "inventory_orders").split()
+        containers = stack.containers("inventory_orders")
         assert len(containers) == n
         wait_until(lambda: stack.management("queues/%2F/place_order").get("consumers") == n, timeout=90)
         return containers

@@ -28,7 +28,7 @@ def test_services_run_as_a_user_without_new_privileges(stack: Stack) -> None:
         uid = subprocess.run(["docker", "exec", container, "id", "-u"], capture_output=True, text=True,
                              check=True).stdout.strip()
         assert uid != "0", service
-    for container in stack.compose("ps", "-q").split():
+    for container in stack.containers():
         host_config = inspect("container", container)["HostConfig"]
         assert "no-new-privileges:true" in (host_config["SecurityOpt"] or []), container  # type: ignore[index]
 
@@ -41,7 +41,7 @@ def test_the_guest_account_cannot_log_in(stack: Stack) -> None:
 
 def test_only_amqp_is_published_beyond_loopback(stack: Stack) -> None:
     published: dict[str, set[str]] = {}
-    containers = [*stack.compose("ps", "-q").split(), stack.values["RABBITMQ_CONTAINER"]]
+    containers = [*stack.containers(), stack.values["RABBITMQ_CONTAINER"]]
     for container in containers:
         ports = inspect("container", container)["NetworkSettings"]["Ports"] or {}  # type: ignore[index]
         for port, bindings in ports.items():

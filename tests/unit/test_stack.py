@@ -125,3 +125,55 @@ def test_an_older_python_is_refused_with_a_clear_message() -> None:
     result = subprocess.run([sys.executable, "-c", pretend], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "needs Python 3.11 or newer" in result.stderr
+
+
+def test_containers_are_listed_by_compose_labels_running_or_stopped() -> None:
+    command = stack.containers_command("My.Project", "migrate")
+    assert command[:3] == ["docker", "ps", "--all"]  # stopped ones too: v2's `ps -q` leaves them out
+    filters = [command[i + 1] for i, arg in enumerate(command) if arg == "--filter"]
+    assert filters == ["label=com.docker.compose.project=myproject",  # as compose normalizes it
+                       "label=com.docker.compose.service=migrate",
+                       "label=com.docker.compose.oneoff=False"]
+    every = stack.containers_command("mstest")
+    assert "label=com.docker.compose.service=migrate" not in every and "--all" in every
+
+
+def test_project_containers_reads_ids_in_name_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    listed = "mstest-producer-1\tbbb\nmstest-migrate-1\taaa\n"
+    monkeypatch.setattr(stack, "run", lambda args, **kw: subprocess.CompletedProcess(args, 0, listed, ""))
+    assert stack.project_containers("mstest") == ["aaa", "bbb"]
+    assert stack.service_container("mstest", "migrate") == "aaa"
+
+
+@pytest.mark.parametrize(("choice", "v2", "v1", "expected"), [
+    ("auto", True, True, ["docker", "compose"]),
+    ("auto", False, True, ["docker-compose"]),
+    ("v1", True, True, ["docker-compose"]),
+    ("v2", True, True, ["docker", "compose"]),
+])
+def test_compose_cli_choice(monkeypatch: pytest.MonkeyPatch, choice: str, v2: bool, v1: bool,
+                            expected: list[str]) -> None:
+    stack.compose_command.cache_clear()
+    monkeypatch.setattr(stack, "docker_ok", lambda *args: v2 and args == ("compose", "version"))
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/docker-compose" if v1 else None)
+    try:
+        assert stack.compose_command(choice) == expected
+    finally:
+        stack.compose_command.cache_clear()
+
+
+@pytest.mark.parametrize(("choice", "message"), [
+    ("v2", "`docker compose` (Compose v2) is not installed"),
+    ("v3", "COMPOSE_CLI=v3: say v2 (docker compose), v1 (docker-compose) or auto"),
+])
+def test_compose_cli_that_cannot_be_had_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, choice: str,
+                                                         message: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    stack.compose_command.cache_clear()
+    monkeypatch.setattr(stack, "docker_ok", lambda *args: False)
+    try:
+        with pytest.raises(SystemExit):
+            stack.compose_command(choice)
+    finally:
+        stack.compose_command.cache_clear()
+    assert message in capsys.readouterr().err
