@@ -110,6 +110,9 @@ class DbSettings:
         )
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
 @dataclass(frozen=True)
 class Settings:
     service: str
@@ -120,6 +123,8 @@ class Settings:
     log_level: str
     api_token: str
     metrics_port: int
+    # The Host names the producer answers to (DNS rebinding): loopback's, and ALLOWED_HOSTS'.
+    allowed_hosts: frozenset[str] = LOOPBACK_HOSTS
 
     @classmethod
     def from_env(
@@ -138,4 +143,6 @@ class Settings:
             log_level=log_level,
             api_token=env.get("API_TOKEN", "").strip(),
             metrics_port=_integer(env, "CONSUMER_METRICS_PORT", 9100),
+            allowed_hosts=LOOPBACK_HOSTS | {
+                host.strip().lower() for host in env.get("ALLOWED_HOSTS", "").split(",") if host.strip()},
         )

@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+_LINE_SEPARATORS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -37,7 +38,9 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        # JSON escapes the control characters; these three line separators it leaves
+        # as they are, and a log reader that splits on them would see a forged line.
+        return json.dumps(line, default=str, ensure_ascii=False).translate(_LINE_SEPARATORS)
 
 
 class EventLogger(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -202,7 +202,8 @@ def decode(body: bytes) -> dict[str, Any]:
     """A message body as a JSON object, or `Invalid("invalid_message")`."""
     try:
         payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    # RecursionError: JSON nested thousands deep (not a ValueError).
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise Invalid("invalid_message", "The message body is not UTF-8 JSON.") from None
     if not isinstance(payload, dict):
         raise Invalid("invalid_message", "The message body is not a JSON object.")

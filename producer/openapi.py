@@ -27,11 +27,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
     descriptions = {
         400: "Bad input (the error code says which)",
         401: "API_TOKEN is set and the token is missing or wrong",
+        403: "Sent by another site's page (Sec-Fetch-Site or Origin): cross_site_request",
         404: "Not found", 409: "Conflict", 413: "Body larger than 16 KiB",
         415: "Body of a type the route does not take", 503: "RabbitMQ did not confirm the message",
         504: "No consumer answered within REQUEST_TIMEOUT_S",
     }
-    return {str(s): _json(_ref("Error"), descriptions[s]) for s in (*statuses, 401)}
+    return {str(s): _json(_ref("Error"), descriptions[s]) for s in (*statuses, 401, 403)}
 
 
 def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:

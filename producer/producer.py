@@ -65,7 +65,9 @@ STATUS_OF_ERROR = {
     "invalid_order": 400,
     "malformed_body": 400,
     "invalid_message": 400,
+    "invalid_host": 400,
     "unauthorized": 401,
+    "cross_site_request": 403,
     "not_found": 404,
     "unknown_request": 404,
     "method_not_allowed": 405,
@@ -89,6 +91,12 @@ SUCCESS_STATUS = {
     CREATE_ITEM: 201, ADJUST_STOCK: 200, PLACE_ORDER: 201,
 }
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# What browsers say of a request another site's page made (Fetch Metadata): "same-site"
+# includes another port of the same host (a dev server on localhost:8080), so it is refused too.
+OTHER_SITES = ("cross-site", "same-site")
+# The methods counted under their own name in the metrics; any other is "other", so that
+# random methods cannot make one Prometheus series each.
+COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class ApiError(Exception):
@@ -182,7 +190,10 @@ def _check_size() -> None:
 
 
 def _json_object() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested thousands deep: not a ValueError, so not silenced
+        body = None
     if body is None:
         raise ApiError("malformed_body", "The body is not valid JSON.")
     if not isinstance(body, dict):
@@ -382,6 +393,11 @@ def _error_response(code: str, message: str, details: dict[str, str] | None = No
     return response
 
 
+def _has_port(host: str) -> bool:
+    """Whether a Host header ends in a port ("[::1]:5000" does, "[::1]" does not)."""
+    return ":" in host.rpartition("]")[2]
+
+
 def create_app(settings: Settings | None = None, broker: Broker | None = None) -> Flask:
     settings = settings or Settings.from_env(SERVICE, needs_db=False)
     log = logs.setup(SERVICE, settings.log_level)
@@ -401,6 +417,25 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
         g.marks = {"http_received": time.time()}
 
     @app.before_request
+    def refuse_other_sites() -> None:
+        """Only this machine's names, and no other site's page, may use the API.
+
+        A Host outside the allow-list is a DNS-rebinding page (or a misdirected request);
+        Sec-Fetch-Site (or, from older browsers, Origin) says another site's page sent it:
+        an <img> that deletes, a form that inserts. curl and Postman send neither header.
+        """
+        host = request.host.lower().rpartition(":")[0] if _has_port(request.host) else request.host.lower()
+        if host not in settings.allowed_hosts:
+            raise ApiError("invalid_host",
+                           "This server answers to localhost and the names in ALLOWED_HOSTS only.")
+        if request.path in OPEN_PATHS:
+            return  # the page itself may be linked to from anywhere; it only reads
+        origin = request.headers.get("Origin")
+        if request.headers.get("Sec-Fetch-Site") in OTHER_SITES or (
+                origin is not None and origin != f"{request.scheme}://{request.host}"):
+            raise ApiError("cross_site_request", "Another site's page may not use this API.")
+
+    @app.before_request
     def check_token() -> None:
         if not settings.api_token or request.path in OPEN_PATHS:
             return
@@ -414,7 +449,8 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
         response.headers["X-Request-ID"] = g.get("request_id", "")
         seconds = time.monotonic() - g.get("started", time.monotonic())
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        metrics.REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        method = request.method if request.method in COUNTED_METHODS else "other"
+        metrics.REQUESTS.labels(route, method, str(response.status_code)).inc()
         metrics.DURATION.labels(route).observe(seconds)
         # Container health probes come every few seconds: keep them out of INFO.
         level = logging.DEBUG if request.path in PROBE_PATHS else logging.INFO

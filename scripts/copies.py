@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.stack import COOKIE, ROOT, SECRETS, Stack, compose_command
+from scripts.stack import COOKIE, ROOT, SECRETS, Stack, compose_command, write_private
 
 
 def root_sql(db_container: str, query: str) -> str:
@@ -71,7 +71,7 @@ def read_values(env_file: Path) -> dict[str, str]:
 
 def write_values(env_file: Path, values: Mapping[str, str]) -> None:
     env_file.parent.mkdir(parents=True, exist_ok=True)
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    write_private(env_file, "".join(f"{k}={v}\n" for k, v in values.items()))
 
 
 @dataclass

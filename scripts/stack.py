@@ -154,6 +154,32 @@ def unsafe_database_settings(values: Mapping[str, str]) -> list[str]:
             for key in DATABASE_SETTINGS if any(c in UNSAFE_CHARACTERS for c in values.get(key, ""))]
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds passwords, readable and writable by its owner only (0600).
+
+    Created with that mode, never widened afterwards: no moment where others can read it.
+    """
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+
+
+LOOPBACK_BINDS = ("127.", "localhost", "::1", "[::1]")
+
+
+def open_producer_problem(values: Mapping[str, str]) -> str:
+    """Why the HTTP API must not be published as configured ('' when it may)."""
+    bind = (values.get("PRODUCER_BIND") or "127.0.0.1").strip()
+    if bind.startswith(LOOPBACK_BINDS) or values.get("API_TOKEN", "").strip():
+        return ""
+    return (f"PRODUCER_BIND={bind} would publish the HTTP API beyond this machine while API_TOKEN is "
+            "empty: anyone who reaches the port could read and delete every record. Set API_TOKEN "
+            "in .env (every client then sends 'Authorization: Bearer <token>'), and ALLOWED_HOSTS to "
+            "the names clients use, or keep PRODUCER_BIND=127.0.0.1. Nothing was started. "
+            "docs/security.md")
+
+
 def parse_env_file(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -210,6 +236,10 @@ class Stack:
 
     def ensure_env_file(self) -> None:
         if self.env_file.exists():
+            if os.name == "posix" and self.env_file.stat().st_mode & 0o077:
+                # An .env from before 0600: it holds every password of the system.
+                os.chmod(self.env_file, 0o600)
+                say(f"{self.env_file.name} was readable by others: now by you only (chmod 600)")
             self.load()
             unsafe = unsafe_database_settings(self.values)
             if unsafe:
@@ -242,8 +272,9 @@ class Stack:
             if key in (*SECRETS, COOKIE) and not line.partition("=")[2].strip():
                 line = f"{key}={secrets.token_urlsafe(24)}"
             lines.append(line)
-        self.env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        say(f"created {self.env_file} from .env.example with freshly generated passwords")
+        write_private(self.env_file, "\n".join(lines) + "\n")
+        say(f"created {self.env_file} from .env.example with freshly generated passwords "
+            "(readable by you only)")
         self.load()
 
     # ---- images -------------------------------------------------------------
@@ -430,6 +461,9 @@ class Stack:
     def up(self) -> None:
         say(f"using {compose_version(self.compose_cli)}")
         self.ensure_env_file()
+        problem = open_producer_problem(self.values)
+        if problem:
+            fail(problem)
         images = self.resolve_images()
         database = self.check_database_volume(images["MYSQL_IMAGE"])
         gateway = self.start_rabbitmq(images["RABBITMQ_IMAGE"])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
-from tests.support import ARTIFACTS, Stack, unique_srn
+from tests.support import ARTIFACTS, Stack, free_port, unique_srn
 
 # Debian's chromium, never a browser download; the flags keep it off the network.
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -164,3 +167,58 @@ def test_api_reference_lists_every_operation(browser_page: Any, stack: Stack) ->
     assert "SRN" in insert.text_content()
     page.screenshot(path=str(ARTIFACTS / "docs.png"), full_page=True)
     page.goto(stack.base_url + "/")
+
+
+@pytest.fixture
+def another_site() -> Iterator[tuple[str, dict[str, bytes]]]:
+    """A web page on another site: http://localhost:<port>/ while the API is at 127.0.0.1
+    (another host name is another site). Serves whatever `pages` holds."""
+    pages: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None: ...
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}", pages
+    finally:
+        server.shutdown()
+
+
+def test_a_page_on_another_site_can_neither_delete_nor_insert(
+        browser_page: Any, stack: Stack, another_site: tuple[str, dict[str, bytes]]) -> None:
+    """What the browser really sends for another site's <img> and auto-submitted form (Fetch
+    Metadata, Origin) is refused: the victim's record stays, the forged one is never written."""
+    site, pages = another_site
+    victim, forged = unique_srn("V"), unique_srn("F")
+    inserted = requests.post(f"{stack.base_url}/insert_record", timeout=15,
+                             json={"Name": "Victim", "SRN": victim, "Section": "A"})
+    assert inserted.status_code == 201
+    api = stack.base_url  # http://127.0.0.1:<port>
+    pages["/"] = f"""<!doctype html><title>elsewhere</title>
+<img id="img" src="{api}/delete_record?SRN={victim}"
+     onerror="document.title='img done'" onload="document.title='img done'">
+<form id="form" method="post" action="{api}/insert_record">
+  <input name="Name" value="Forged"><input name="SRN" value="{forged}"><input name="Section" value="A">
+</form>""".encode()
+    context = browser_page.context.browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(site + "/")
+        page.wait_for_function("document.title === 'img done'")
+        with page.expect_navigation():
+            page.evaluate("document.getElementById('form').submit()")
+        answer = page.text_content("body") or ""
+        assert "cross_site_request" in answer, answer
+    finally:
+        context.close()
+    stored = stack.sql(f"SELECT srn FROM students WHERE srn IN ('{victim}', '{forged}')")
+    assert [row[0] for row in stored] == [victim]

@@ -177,3 +177,54 @@ def test_compose_cli_that_cannot_be_had_is_a_clear_error(monkeypatch: pytest.Mon
     finally:
         stack.compose_command.cache_clear()
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("no_volumes")
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+def test_env_file_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    Stack(env_file).ensure_env_file()
+    assert env_file.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.usefixtures("no_volumes")
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+def test_a_world_readable_env_file_is_narrowed(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    Stack(env_file).ensure_env_file()
+    env_file.chmod(0o644)
+    Stack(env_file).ensure_env_file()
+    assert env_file.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(("bind", "token", "refused"), [
+    ("127.0.0.1", "", False), ("localhost", "", False), ("::1", "", False),
+    ("0.0.0.0", "", True), ("192.168.1.5", "", True), ("0.0.0.0", "s3cret", False),  # noqa: S104
+])
+def test_the_api_is_not_published_beyond_loopback_without_a_token(bind: str, token: str,
+                                                                  refused: bool) -> None:
+    problem = stack.open_producer_problem({"PRODUCER_BIND": bind, "API_TOKEN": token})
+    assert bool(problem) == refused
+    if refused:
+        assert f"PRODUCER_BIND={bind}" in problem and "API_TOKEN" in problem
+
+
+def test_make_up_refuses_an_open_api_before_starting_anything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("RABBITMQ_PASSWORD=a\nMYSQL_PASSWORD=b\nMYSQL_ROOT_PASSWORD=c\nPRODUCER_BIND=0.0.0.0\n")
+    monkeypatch.setattr(stack, "compose_command", lambda choice=None: ["docker", "compose"])
+    monkeypatch.setattr(stack, "compose_version", lambda command: "Compose 2")
+    monkeypatch.delenv("PRODUCER_BIND", raising=False)
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    started: list[Stack] = []
+
+    def resolve_images(self: Stack) -> dict[str, str]:
+        started.append(self)
+        return {}
+
+    monkeypatch.setattr(Stack, "resolve_images", resolve_images)
+    with pytest.raises(SystemExit):
+        Stack(env_file).up()
+    assert started == []
+    assert "PRODUCER_BIND=0.0.0.0" in capsys.readouterr().err
