@@ -25,6 +25,11 @@ COPY db/ db/
 USER app
 CMD ["python", "-m", "db.migrate"]
 
+# The operator's one-shot jobs: the topology (common/declare.py) and the dead-letter tools.
+FROM base AS operator
+USER app
+CMD ["python", "-m", "common.declare"]
+
 FROM base AS producer
 COPY producer/requirements.txt producer/requirements.txt
 RUN pip install -r producer/requirements.txt

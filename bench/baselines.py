@@ -32,7 +32,7 @@ def container(system: System, name: str, command: list[str], env_keys: tuple[str
     Values travel as `--env NAME` from this process's environment, never on the command line.
     """
     image, network, env = system.producer_setup()
-    passed = {**{k: env[k] for k in env_keys if k in env}, **(more_env or {})}
+    passed = {**{k: env[k] for k in env_keys if k in env}, **system.administrator, **(more_env or {})}
     full_name = f"{system.stack.project}-bench-{name}"
     subprocess.run(["docker", "rm", "-f", full_name], capture_output=True)
     subprocess.run([
@@ -83,7 +83,7 @@ def straight_design(system: System, clients: list[int], duration: float) -> tupl
     Returns its insert runs, its HTTP floor (GET /livez on its gunicorn) and its CPU per
     insert (its two containers, RabbitMQ and MySQL), at each client count.
     """
-    user, database = system.stack.get("MYSQL_USER"), system.stack.get("MYSQL_DATABASE")
+    user, database = system.bench_account["MYSQL_USER"], system.stack.get("MYSQL_DATABASE")
     system.root_sql(
         f"CREATE TABLE IF NOT EXISTS {straight.TABLE} ("
         " srn VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
@@ -94,7 +94,8 @@ def straight_design(system: System, clients: list[int], duration: float) -> tupl
         f" DELETE FROM {straight.TABLE};"
         f" GRANT INSERT ON `{database}`.`{straight.TABLE}` TO '{user}'@'%'")
     _, _, consumer_env = system.producer_setup("consumer_two")
-    db_env = {k: consumer_env[k] for k in (*DB_ENV, "CONSUMER_PREFETCH") if k in consumer_env}
+    db_env = {**{k: consumer_env[k] for k in (*DB_ENV, "CONSUMER_PREFETCH") if k in consumer_env},
+              **system.bench_account}
     rows: list[dict[str, Any]] = []
     floors: list[dict[str, Any]] = []
     cpu: list[dict[str, Any]] = []

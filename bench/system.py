@@ -5,9 +5,11 @@ Scripts that need MySQL run inside the compose network (MySQL is not published o
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -45,6 +47,23 @@ class System:
             "127.0.0.1", int(stack.get("RABBITMQ_AMQP_PORT")),
             credentials=pika.PlainCredentials(stack.get("RABBITMQ_USER"), stack.get("RABBITMQ_PASSWORD")))
 
+    @functools.cached_property
+    def bench_account(self) -> dict[str, str]:
+        """The bench's own MySQL account (the services' may do only their jobs): it seeds,
+        counts and cleans up the rows the bench writes, and runs the straightforward design."""
+        password = secrets.token_urlsafe(18)
+        database = self.stack.get("MYSQL_DATABASE")
+        self.root_sql(f"CREATE USER IF NOT EXISTS 'bench'@'%' IDENTIFIED BY '{password}';"
+                      f" ALTER USER 'bench'@'%' IDENTIFIED BY '{password}';"
+                      f" GRANT SELECT, INSERT, DELETE ON `{database}`.`students` TO 'bench'@'%'")
+        return {"MYSQL_USER": "bench", "MYSQL_PASSWORD": password}
+
+    @property
+    def administrator(self) -> dict[str, str]:
+        """RabbitMQ's administrator: the bench's own apps declare queues, which no service may."""
+        return {"RABBITMQ_USER": self.stack.get("RABBITMQ_USER"),
+                "RABBITMQ_PASSWORD": self.stack.get("RABBITMQ_PASSWORD")}
+
     def container(self, service: str) -> str:
         found = service_container(self.stack.project, service)
         if found is None:
@@ -58,8 +77,11 @@ class System:
 
     def in_network(self, script: str) -> str:
         """Run a Python script in consumer_two's container, on the compose network; its output."""
-        return subprocess.run(["docker", "exec", "-i", self.container("consumer_two"), "python", "-"],
-                              input=script, capture_output=True, text=True, check=True).stdout
+        account = self.bench_account  # its values travel in the environment, not on the command line
+        return subprocess.run(["docker", "exec", "-i", *(a for key in account for a in ("--env", key)),
+                               self.container("consumer_two"), "python", "-"],
+                              input=script, capture_output=True, text=True, check=True,
+                              env={**os.environ, **account}).stdout
 
     def root_sql(self, sql: str) -> str:
         """SQL run as MySQL's root inside the db container (for what the app user may not do)."""

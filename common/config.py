@@ -93,10 +93,13 @@ class DbSettings:
     password: str
     connect_timeout_s: int
     io_timeout_s: int
+    # Set: connect through this Unix socket instead of host and port. root exists only
+    # on localhost, which the migrations reach through the db container's shared socket.
+    unix_socket: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, admin: bool = False) -> DbSettings:
-        """The application user, or with `admin` the root account (migrations only)."""
+        """The service's own account, or with `admin` root through the socket (migrations only)."""
         user = "root" if admin else _text(env, "MYSQL_USER")
         password = _text(env, "MYSQL_ROOT_PASSWORD" if admin else "MYSQL_PASSWORD")
         return cls(
@@ -107,6 +110,7 @@ class DbSettings:
             password=password,
             connect_timeout_s=_integer(env, "MYSQL_CONNECT_TIMEOUT_S", 5),
             io_timeout_s=_integer(env, "MYSQL_IO_TIMEOUT_S", 30),
+            unix_socket=_text(env, "MYSQL_SOCKET", "/var/run/mysqld/mysqld.sock") if admin else "",
         )
 
 

@@ -34,7 +34,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from common import amqp, logs, metrics, topology
+from common import amqp, logs, metrics
 from common.config import ConfigError, Settings
 from common.db import (
     Cursor,
@@ -159,8 +159,7 @@ class Worker:
         params = amqp.parameters(self.settings.amqp, self.settings.service)
         connection = pika.BlockingConnection(params)
         try:
-            channel = connection.channel()
-            topology.declare(channel)
+            channel = connection.channel()  # the queues exist: the operator's job declared them
             channel.basic_qos(prefetch_count=self.settings.prefetch)
             inbox: deque[Delivery] = deque()
             self.arrived.clear()  # delivery tags start again on a new channel

@@ -79,9 +79,10 @@ class DatabaseMisconfigured(DatabaseAway):
 
 
 def connect(settings: DbSettings) -> MySQLConnectionAbstract | PooledMySQLConnection:
+    where: dict[str, Any] = ({"unix_socket": settings.unix_socket} if settings.unix_socket
+                             else {"host": settings.host, "port": settings.port})
     conn = mysql.connector.connect(
-        host=settings.host,
-        port=settings.port,
+        **where,
         user=settings.user,
         password=settings.password,
         database=settings.database,

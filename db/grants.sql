@@ -1,14 +1,10 @@
--- Least privilege for the services' account, re-applied after every migration.
--- The official MySQL image grants MYSQL_USER everything on its database;
--- this narrows it to what the consumers do. {user} and {database} are
--- filled in by db/migrate.py from MYSQL_USER and MYSQL_DATABASE.
+-- Accounts besides the services', re-applied after every migration by db/migrate.py,
+-- which then gives each service its own account and grants (common/accounts.py).
+-- {user} and {database} are filled in from MYSQL_USER and MYSQL_DATABASE.
 
+-- The image's MYSQL_USER: only the database's health check logs in with it
+-- (SELECT 1, no database), so it keeps nothing but the right to log in.
 REVOKE ALL PRIVILEGES, GRANT OPTION FROM '{user}'@'%';
-GRANT SELECT, INSERT, DELETE ON `{database}`.`students` TO '{user}'@'%';
--- update_record changes a student's name and section, never the SRN.
-GRANT UPDATE (name, section) ON `{database}`.`students` TO '{user}'@'%';
-GRANT SELECT, INSERT ON `{database}`.`requests` TO '{user}'@'%';
--- Stock changes are the only updates of items; orders are only ever added.
-GRANT SELECT, INSERT ON `{database}`.`items` TO '{user}'@'%';
-GRANT UPDATE (quantity) ON `{database}`.`items` TO '{user}'@'%';
-GRANT SELECT, INSERT ON `{database}`.`orders` TO '{user}'@'%';
+-- root only on localhost: the socket inside the db container, which this job
+-- shares. A volume made before that (the images' default) still has root@'%'.
+DROP USER IF EXISTS 'root'@'%';

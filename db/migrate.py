@@ -16,7 +16,7 @@ from pathlib import Path
 
 import mysql.connector
 
-from common import logs
+from common import accounts, logs
 from common.config import ConfigError, DbSettings
 from common.db import DatabaseAway, connect, rows
 
@@ -50,12 +50,17 @@ def main() -> None:
     log = logs.setup("migrate")
     try:
         admin = DbSettings.from_env(os.environ, admin=True)
-        app = DbSettings.from_env(os.environ)
+        # The image's MYSQL_USER: only its name, to narrow it to the health check's login.
+        probe_user = os.environ.get("MYSQL_USER", "app")
     except ConfigError as exc:
         sys.exit(f"migrate: configuration error: {exc}")
-    for name in (app.user, app.database):
+    for name in (probe_user, admin.database):
         if not IDENTIFIER.fullmatch(name):
             sys.exit(f"migrate: {name!r} is not a plain MySQL identifier")
+    missing = [accounts.password_setting(s) for s in accounts.DATABASE_SERVICES
+               if not os.environ.get(accounts.password_setting(s))]
+    if missing:
+        sys.exit(f"migrate: configuration error: {', '.join(missing)} not set (make up generates them)")
 
     deadline = time.monotonic() + 120
     while True:
@@ -89,13 +94,37 @@ def main() -> None:
         applied.add(number)
         log.info("migration_applied", version=number, file=path.name)
 
-    grants = GRANTS.read_text(encoding="utf-8").format(user=app.user, database=app.database)
+    grants = GRANTS.read_text(encoding="utf-8").format(user=probe_user, database=admin.database)
     for statement in statements(grants):
         cursor.execute(statement)
+    cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                   (admin.database,))
+    tables = {str(name) for (name,) in rows(cursor)}
+    for service in accounts.DATABASE_SERVICES:
+        for statement, values in service_account(service, os.environ[accounts.password_setting(service)],
+                                                 admin.database, tables):
+            cursor.execute(statement, values)
     conn.commit()
-    log.info("schema_ready", versions=sorted(applied), user=app.user)
+    log.info("schema_ready", versions=sorted(applied), probe_user=probe_user,
+             service_users=list(accounts.DATABASE_SERVICES))
     conn.close()
 
+
+def service_account(service: str, password: str, database: str,
+                    tables: set[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """The statements that give `service` its own account, its password from .env, and only
+    its grants: whatever it held before is revoked first, so a narrowed grant takes effect.
+    A grant on a table no migration has made yet waits for the run that makes it."""
+    # The host is a parameter too: a literal '%' beside parameters is not taken for one
+    # the same way by every driver (the C extension kept '%%').
+    user = (service, "%")
+    return [
+        ("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (*user, password)),
+        ("ALTER USER %s@%s IDENTIFIED BY %s", (*user, password)),
+        ("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@%s", user),
+        *((f"{grant} TO %s@%s", user) for table, grant in accounts.mysql_grants(service, database)
+          if table in tables),
+    ]
 
 if __name__ == "__main__":
     main()

@@ -193,7 +193,8 @@ class Broker:
         while not self._stopping:
             params = self._params[self._node]
             try:
-                self._declare_topology(params)
+                # The topology is declared by the operator's one-shot job (common/declare.py):
+                # this account may publish to the exchange, not configure it.
                 connection = pika.SelectConnection(
                     params,
                     on_open_callback=self._on_open,
@@ -217,18 +218,6 @@ class Broker:
             if not self._stopping:
                 time.sleep(amqp.backoff(attempt))
                 attempt += 1
-
-    def _declare_topology(self, params: pika.ConnectionParameters) -> None:
-        """Declare the contract's topology on a short-lived blocking connection.
-
-        Done once per (re)connect rather than per request, with the same
-        code the consumers use.
-        """
-        connection = pika.BlockingConnection(params)
-        try:
-            topology.declare(connection.channel())
-        finally:
-            connection.close()
 
     def _close(self) -> None:
         if self._connection is not None and self._connection.is_open:

@@ -28,12 +28,17 @@ from scripts.stack import COOKIE, ROOT, SECRETS, Stack, compose_command, write_p
 
 def root_sql(db_container: str, query: str) -> str:
     """A query run as MySQL's root inside the db container, its rows tab-separated. In
-    utf8mb4: the official MySQL image has no UTF-8 locale, so its client talks latin1."""
-    return subprocess.run(
-        ["docker", "exec", db_container, "sh", "-c",
-         'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql --default-character-set=utf8mb4 -uroot -N -B '
-         '"$MYSQL_DATABASE" -e "$0"', query],
-        capture_output=True, text=True, check=True).stdout
+    utf8mb4: the official MySQL image has no UTF-8 locale, so its client talks latin1.
+    The query goes in on standard input: a password in it shows on no command line."""
+    result = subprocess.run(
+        ["docker", "exec", "-i", db_container, "sh", "-c",
+         'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mysql --default-character-set=utf8mb4 -uroot -N -B '
+         '"$MYSQL_DATABASE"'],
+        input=query, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise subprocess.CalledProcessError(  # the server's message in what is printed
+            result.returncode, f"root_sql: {query} ({result.stderr.strip()})", result.stdout, result.stderr)
+    return result.stdout
 
 
 def free_port() -> int:

@@ -39,11 +39,16 @@ if sys.version_info < MIN_PYTHON:
              "(python.org, or your package manager) and run it with that.")
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from common import accounts, topology  # noqa: E402 (needs ROOT on the path; standard library only)
+
 # The exchange of common/topology.py (this script imports nothing of the services).
 EXCHANGE = "microservices"
 # `make smoke`: after the unit tests, one pass of the assignment's checklist on a throwaway copy.
 SMOKE_TESTS = ("tests/integration/test_assignment.py",)
-SECRETS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")
+# Each service's own password (RabbitMQ, and MySQL for those with a database job).
+SERVICE_SECRETS = tuple(accounts.password_setting(service) for service in accounts.SERVICES)
+SECRETS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", *SERVICE_SECRETS)
 # Generated with the passwords, but needed only by a RabbitMQ cluster (RABBITMQ_NODES > 1).
 COOKIE = "RABBITMQ_ERLANG_COOKIE"
 # The database image's entrypoint pastes these into SQL unescaped on its first start.
@@ -80,6 +85,16 @@ def run(args: Sequence[str], *, env: Mapping[str, str] | None = None, check: boo
         detail = (result.stderr or "").strip() if (capture or quiet) else ""
         fail(f"`{' '.join(args[:3])} ...` failed ({result.returncode}){': ' + detail if detail else ''}")
     return result
+
+
+def exec_with_input(container: str, command: Sequence[str], text: str) -> None:
+    """`docker exec -i container command` with `text` on its standard input (a secret stays
+    off every command line)."""
+    result = subprocess.run(["docker", "exec", "-i", container, *command], input=text + "\n",
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        fail(f"`{' '.join(command[:3])} ...` in {container} failed ({result.returncode}): "
+             f"{result.stderr.strip()}")
 
 
 def docker_ok(*args: str) -> bool:
@@ -246,6 +261,7 @@ class Stack:
                 fail(f"{self.env_file.name}: {'; '.join(unsafe)}. The database image pastes these into "
                      f"SQL without escaping, so its first start would break. Use letters, digits and "
                      f"- _ . @ % + = , : / only (make up generates such passwords).")
+            self.add_service_passwords()
             missing = [key for key in SECRETS if not self.get(key)]
             if missing:
                 fail(f"{self.env_file} does not set {', '.join(missing)}")
@@ -276,6 +292,17 @@ class Stack:
         say(f"created {self.env_file} from .env.example with freshly generated passwords "
             "(readable by you only)")
         self.load()
+        self.add_service_passwords()
+
+    def add_service_passwords(self) -> None:
+        """A generated password for each service that has none in the settings file yet:
+        an .env from before each service had its own account, or a service added since."""
+        added = [key for key in SERVICE_SECRETS if not self.get(key)]
+        if added:
+            with self.env_file.open("a", encoding="utf-8") as env:
+                env.writelines(f"{key}={secrets.token_urlsafe(24)}\n" for key in added)
+            say(f"added generated passwords to {self.env_file.name}: {', '.join(added)}")
+            self.load()
 
     # ---- images -------------------------------------------------------------
 
@@ -296,7 +323,6 @@ class Stack:
                 if policy == "never":
                     fail(f"cannot pull {name} and OFFLINE_STANDINS=never")
                 say(f"{name} cannot be pulled here: using a local stand-in (offline/README.md)")
-            sys.path.insert(0, str(ROOT))
             from offline.standins import build_standin, standin_kind
 
             chosen[setting] = build_standin(standin_kind(name, kind), log=say)
@@ -335,7 +361,39 @@ class Stack:
             self.wait_for_rabbitmq(node)
         if len(nodes) > 1:
             self.form_cluster(nodes)
+        self.rabbitmq_accounts(nodes[0])
+        self.rabbitmq_limits(nodes[0])
         return self.gateway_ip()
+
+    def rabbitmq_limits(self, node: Node) -> None:
+        """A maximum length for every work queue, as a policy (it applies to running queues at
+        once): a full queue refuses new messages (the queues' reject-publish overflow), which
+        the producer answers 503 at once, instead of growing until RabbitMQ's memory or disk
+        alarm stops every publisher. The .dead queues have none: no dead letter is dropped."""
+        limit = int(self.get("QUEUE_MAX_LENGTH") or 50000)
+        pattern = "^(" + "|".join(re.escape(key) for key in topology.ROUTING_KEYS) + ")$"
+        run(["docker", "exec", node.container, "rabbitmqctl", "-q", "set_policy", "--apply-to", "queues",
+             "--priority", "0", WORK_QUEUE_POLICY, pattern, json.dumps({"max-length": limit})], capture=True)
+
+    def rabbitmq_accounts(self, node: Node) -> None:
+        """Each service's own user with only its permissions (common/accounts.py); idempotent.
+
+        Users and permissions are the cluster's, so one node is asked. Passwords go in
+        on rabbitmqctl's standard input, never on a command line.
+        """
+        existing = set(run(["docker", "exec", node.container, "rabbitmqctl", "-q", "list_users",
+                            "--no-table-headers"], capture=True).stdout.split())
+        for service in accounts.SERVICES:
+            password = self.get(accounts.password_setting(service))
+            verb = "change_password" if service in existing else "add_user"
+            # Not -q: rabbitmqctl 4.0 then waits on its standard input forever.
+            exec_with_input(node.container, ["rabbitmqctl", verb, service], password)
+            run(["docker", "exec", node.container, "rabbitmqctl", "-q", "set_user_tags", service],
+                capture=True)
+            run(["docker", "exec", node.container, "rabbitmqctl", "-q", "set_permissions", "-p",
+                 self.get("RABBITMQ_VHOST") or "/", service, *accounts.rabbitmq_permissions(service)],
+                capture=True)
+        say(f"RabbitMQ accounts: {', '.join(accounts.SERVICES)} (each only its own rights)")
 
     def rabbitmq_run_command(self, image: str, node: Node, *, clustered: bool = False) -> list[str]:
         # Credentials go in as `-e NAME` (value from the environment), never on
@@ -608,6 +666,9 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
+# The policy that bounds the work queues (rabbitmq_limits).
+WORK_QUEUE_POLICY = "work-queue-limits"
+
 # Which Compose runs the stack: COMPOSE_CLI=v2 (`docker compose`), v1 (`docker-compose`),
 # or auto: v2 where present, else v1. Both are tested (README, Prerequisites).
 COMPOSE_CLIS = {"v2": ("docker", "compose"), "v1": ("docker-compose",)}
@@ -786,10 +847,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay-dead" and len(rest) != 1:
             fail("say which queue: replay-dead <routing key>  (make replay-dead QUEUE=insert_record)")
         stack.load()
-        # Inside a consumer container: it has pika and the broker's address and credentials.
+        # In a one-off container of the operator's job: the only account allowed the .dead queues.
+        stack.discovered = {"RABBITMQ_HOST": stack.gateway_ip()}
+        if len(stack.nodes()) > 1:
+            stack.discovered["RABBITMQ_PORTS"] = ",".join(str(node.port) for node in stack.nodes())
         verb = "list" if args.command == "dead-letters" else "replay"
-        return stack.compose("exec", "-T", "consumer_one", "python", "-m", "common.deadletters", verb,
-                             *rest, check=False).returncode
+        return stack.compose("run", "--rm", "--no-deps", "-T", "topology", "python", "-m",
+                             "common.deadletters", verb, *rest, check=False).returncode
     elif args.command in {"logs", "ps"}:
         stack.load()
         # `ps --all`: stopped containers too (the exited `migrate`), under v1 and v2 alike.

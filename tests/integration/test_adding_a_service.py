@@ -61,9 +61,15 @@ def follow_the_page(tree: Path) -> None:
          "3. the producer's imports")
     producer = tree / "producer" / "producer.py"
     producer.write_text(producer.read_text() + "\n\n" + block("python", '@api.get("/count_records")'))
-    # 5. The compose entry, among the services.
+    # 4. Its accounts, in SERVICES before the operator.
+    edit(tree / "common" / "accounts.py", "    OPERATOR: Account(),\n",
+         block("python", '"consumer_six": Account(') + "    OPERATOR: Account(),\n", "4. the accounts")
+    # 5. The compose entry, among the services, and its password for migrate.
     edit(tree / "docker-compose.yml", "\nvolumes:\n", "\n" + block("yaml", "consumer_six:") + "\nvolumes:\n",
          "5. the compose entry")
+    edit(tree / "docker-compose.yml", "\n\n# Each service logs in",
+         "\n" + block("yaml", "CONSUMER_SIX_PASSWORD: ${").rstrip("\n") + "\n\n# Each service logs in",
+         "5. the password for migrate")
 
 
 @pytest.fixture

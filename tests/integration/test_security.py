@@ -10,10 +10,10 @@ from pathlib import Path
 
 import requests
 
-from scripts.stack import ROOT, amqp_login, parse_env_file
+from scripts.stack import ROOT, SECRETS, amqp_login, parse_env_file
 from tests.support import CONSUMERS, Stack, healthy, wait_until
 
-PASSWORD_KEYS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")
+PASSWORD_KEYS = SECRETS  # the administrators', the database's and every service's own
 OUR_SERVICES = ("producer", *CONSUMERS)
 
 

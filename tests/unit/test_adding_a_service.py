@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from common import topology
+from common import accounts, topology
 from common.consumer import Handler, Message
 from producer import producer
 
@@ -82,8 +82,10 @@ def test_the_compose_entry_and_the_dockerfile_stage_fit() -> None:
     compose = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
     for anchor in ("x-consumer: &consumer", "x-build: &build", "x-build-args: &build-args"):
         assert anchor in compose, anchor
-    [entry] = blocks("yaml")
-    assert "<<: *consumer" in entry and "target: consumer" in entry
+    for anchor in ("x-consumer-env: &consumer-env", "x-database-passwords: &database-passwords"):
+        assert anchor in compose, anchor
+    [entry] = [b for b in blocks("yaml") if "consumer_six:" in b]
+    assert "<<: *consumer" in entry and "target: consumer" in entry and "<<: *consumer-env" in entry
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert "FROM base AS consumer" in dockerfile
     assert "ARG SERVICE" in dockerfile and "ARG MODULE" in dockerfile
@@ -91,7 +93,18 @@ def test_the_compose_entry_and_the_dockerfile_stage_fit() -> None:
     assert '"consumer_five"' in pyproject  # the list a new folder joins
 
 
+def test_the_account_line_fits_the_accounts_table() -> None:
+    """The page's line is one more entry of SERVICES, put before the operator's."""
+    [line] = [b for b in blocks("python") if '"consumer_six": Account(' in b]
+    [entry] = ast.parse("{" + line + "}", mode="eval").body.keys  # type: ignore[attr-defined]
+    assert isinstance(entry, ast.Constant) and entry.value == "consumer_six"
+    assert "topology.COUNT_RECORDS" in line and '("SELECT", "students")' in line
+    assert "    OPERATOR: Account(),\n" in (ROOT / "common" / "accounts.py").read_text(encoding="utf-8")
+    assert isinstance(accounts.SERVICES["consumer_five"], accounts.Account)
+
+
 def test_the_files_it_points_at_exist() -> None:
     for path in ("common/topology.py", "common/consumer.py", "producer/producer.py", "producer/openapi.py",
-                 "db/grants.sql", "tests/support.py", "tests/unit/test_consumers.py", "docs/asyncapi.yaml"):
+                 "common/accounts.py", "tests/support.py", "tests/unit/test_consumers.py",
+                 "docs/asyncapi.yaml"):
         assert path in PAGE and (ROOT / path).exists(), path

@@ -293,13 +293,13 @@ def test_the_broker_thread_moves_to_the_next_node_after_each_failure(monkeypatch
     tried: list[int] = []
     broker = broker_module.Broker(settings, "producer", logs.get("producer"))
 
-    def refuse(params: Any) -> None:
+    def refuse(params: Any, **callbacks: Any) -> None:
         tried.append(params.port)
         if len(tried) == 5:
             broker.stop()
         raise pika.exceptions.AMQPConnectionError("refused")
 
-    monkeypatch.setattr("pika.BlockingConnection", refuse)
+    monkeypatch.setattr("pika.SelectConnection", refuse)
     monkeypatch.setattr("common.amqp.backoff", lambda attempt: 0.0)
     broker._run()
     assert tried == [5672, 5673, 5674, 5672, 5673]

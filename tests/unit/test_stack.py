@@ -228,3 +228,17 @@ def test_make_up_refuses_an_open_api_before_starting_anything(
         Stack(env_file).up()
     assert started == []
     assert "PRODUCER_BIND=0.0.0.0" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("no_volumes")
+def test_an_env_from_before_service_accounts_gets_their_passwords(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in stack.SERVICE_SECRETS:
+        monkeypatch.delenv(key, raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text("RABBITMQ_PASSWORD=a\nMYSQL_PASSWORD=b\nMYSQL_ROOT_PASSWORD=c\n")
+    Stack(env_file).ensure_env_file()
+    written = parse_env_file(env_file)
+    generated = {key for key in stack.SERVICE_SECRETS if len(written.get(key, "")) >= 24}
+    assert generated == set(stack.SERVICE_SECRETS)
+    assert written["MYSQL_ROOT_PASSWORD"] == "c"  # noqa: S105 (the others stay as they were)

@@ -1,0 +1,62 @@
+"""common/accounts.py: each service's rights match what its code does, and nothing more."""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import pytest
+
+from common import accounts, topology
+from common.consumer import Handler
+
+# Each consumer service's handler module (as docker-compose.yml runs it).
+MODULES = {"consumer_one": "consumer_one.healthcheck", "consumer_two": "consumer_two.insertion",
+           "consumer_three": "consumer_three.deletion", "consumer_four": "consumer_four.read",
+           "consumer_five": "consumer_five.update", "inventory_items": "inventory_items.items",
+           "inventory_orders": "inventory_orders.orders"}
+
+
+@pytest.mark.parametrize("service", sorted(MODULES))
+def test_a_consumer_may_read_exactly_the_queues_its_handlers_serve(service: str) -> None:
+    module = importlib.import_module(MODULES[service])
+    served = {value.routing_key for value in vars(module).values() if isinstance(value, Handler)}
+    assert set(accounts.SERVICES[service].queues) == served
+    configure, write, read = accounts.rabbitmq_permissions(service)
+    assert configure == "^$"
+    assert [key for key in topology.ROUTING_KEYS if re.fullmatch(read, key)] == \
+        [key for key in topology.ROUTING_KEYS if key in served]
+    assert not re.fullmatch(read, topology.dead_letter_queue(next(iter(served))))
+    assert re.fullmatch(write, accounts.DEFAULT_EXCHANGE) and not re.fullmatch(write, topology.EXCHANGE)
+
+
+def test_the_producer_may_only_publish_to_the_exchange() -> None:
+    configure, write, read = accounts.rabbitmq_permissions(accounts.PRODUCER)
+    assert (configure, read) == ("^$", "^$")
+    names = [topology.EXCHANGE, topology.DEAD_LETTER_EXCHANGE, accounts.DEFAULT_EXCHANGE,
+             *topology.ROUTING_KEYS]
+    assert [name for name in names if re.fullmatch(write, name)] == [topology.EXCHANGE]
+
+
+def test_the_operator_may_touch_the_contract_s_names_only() -> None:
+    configure, _, read = accounts.rabbitmq_permissions(accounts.OPERATOR)
+    for name in (topology.EXCHANGE, topology.DEAD_LETTER_EXCHANGE, "insert_record", "insert_record.dead"):
+        assert re.fullmatch(configure, name) and re.fullmatch(read, name)
+    for name in ("sneaky", "amq.default", "insert_record.deadx", "xinsert_record"):
+        assert not re.fullmatch(configure, name)
+
+
+def test_only_the_services_with_a_database_job_have_grants_and_none_may_delete_the_ledger() -> None:
+    assert set(accounts.DATABASE_SERVICES) == {"consumer_two", "consumer_three", "consumer_four",
+                                               "consumer_five", "inventory_items", "inventory_orders"}
+    for service in accounts.DATABASE_SERVICES:
+        for table, grant in accounts.mysql_grants(service, "school"):
+            assert grant.endswith(f"ON `school`.`{table}`")
+            if table == "requests":
+                assert "DELETE" not in grant and "UPDATE" not in grant
+
+
+def test_each_service_s_password_has_its_own_setting() -> None:
+    settings = [accounts.password_setting(service) for service in accounts.SERVICES]
+    assert len(set(settings)) == len(settings)
+    assert accounts.password_setting("consumer_two") == "CONSUMER_TWO_PASSWORD"
