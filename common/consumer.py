@@ -14,6 +14,13 @@ never dead-lettered. A ledger conflict (another instance recorded the same
 request id first) is retried with backoff, LEDGER_CONFLICT_RETRIES times; then
 the message is given back to its queue, logged, and the queue's delivery limit
 dead-letters it should it never settle.
+
+A bug is never a crash: whatever a handler's `parse` or `handle` raises (but
+`Invalid` and `Refused`), and a reply that cannot be encoded as JSON, answers
+the caller `internal_error` and dead-letters that message alone (rejected
+without requeue, never acknowledged, even after its commit: a write is in the
+ledger then, so replaying it from <queue>.dead does nothing twice), with a
+`handler_failed` log line and outcome "failed"; the loop goes on.
 """
 
 from __future__ import annotations
@@ -96,6 +103,8 @@ class Message:
 
 # Attempts after a LedgerConflict before the message is given back to its queue.
 LEDGER_CONFLICT_RETRIES = 5
+# The answer to a message that a bug kept from being carried out or answered.
+INTERNAL_ERROR = error_reply("internal_error", "The request could not be processed.")
 
 
 class Stopping(Exception):
@@ -229,7 +238,7 @@ class Worker:
             request_id = props.message_id or ""
             try:
                 valid.append((delivery, request_id, self._parse(handler, request_id, props, body)))
-            except Invalid:
+            except Exception:  # Invalid, or a bug in the parser
                 self._process(connection, channel, *delivery)  # dead-letters it, as alone
         if not valid:
             return
@@ -244,13 +253,21 @@ class Worker:
                 self._process(connection, channel, *delivery)
             return
         committed = time.time()
-        replied = []
-        for (delivery, _, _), reply in zip(valid, replies, strict=True):
-            self._reply(channel, delivery[2], reply)
-            replied.append(time.time())
-        channel.basic_ack(valid[-1][0][1].delivery_tag, multiple=True)  # only now: after the commit
+        answered = []
+        for (delivery, request_id, _), reply in zip(valid, replies, strict=True):
+            try:
+                body = encode(reply)
+            except Exception:  # a result with no JSON form: this message alone is set aside
+                self._set_aside(channel, handler, delivery[1], delivery[2], request_id, "reply")
+                continue
+            self._reply(channel, delivery[2], body)
+            answered.append((delivery, request_id, reply, time.time()))
+        if not answered:
+            return
+        # Only now, after the commit; the last one answered, never one rejected already.
+        channel.basic_ack(answered[-1][0][1].delivery_tag, multiple=True)
         seconds = time.monotonic() - started
-        for (delivery, request_id, _), reply, reply_sent in zip(valid, replies, replied, strict=True):
+        for delivery, request_id, reply, reply_sent in answered:
             metrics.MESSAGES.labels(handler.routing_key, "ok" if reply["ok"] else "refused").inc()
             metrics.HANDLING.labels(handler.routing_key).observe(seconds)
             self.log.info(
@@ -283,6 +300,9 @@ class Worker:
             self._dead_letter(channel, handler, method, props,
                               error_reply(exc.code, exc.message, exc.details), "invalid")
             return
+        except Exception:  # a bug in the parser, not a bad message
+            self._set_aside(channel, handler, method, props, request_id, "parse")
+            return
 
         if handler.expires and self._expired(payload):
             self.arrived.pop(tag, None)
@@ -306,13 +326,15 @@ class Worker:
             metrics.MESSAGES.labels(handler.routing_key, "requeued").inc()
             return
         except Exception:  # a bug, not the database: keep the message for a person
-            self.arrived.pop(tag, None)
-            self.log.exception("handler_failed", request_id=request_id)
-            self._dead_letter(channel, handler, method, props,
-                              error_reply("internal_error", "The request could not be processed."), "failed")
+            self._set_aside(channel, handler, method, props, request_id, "handle")
             return
         committed = time.time()
-        self._reply(channel, props, reply)
+        try:
+            body = encode(reply)
+        except Exception:  # a result with no JSON form (the transaction has committed)
+            self._set_aside(channel, handler, method, props, request_id, "reply")
+            return
+        self._reply(channel, props, body)
         reply_sent = time.time()
         channel.basic_ack(tag)
         seconds = time.monotonic() - started
@@ -331,10 +353,19 @@ class Worker:
                  "reply_sent": reply_sent}
         return {name: round(at, 6) for name, at in marks.items() if at}
 
+    def _set_aside(self, channel: BlockingChannel, handler: Handler, method: Basic.Deliver,
+                   props: BasicProperties, request_id: str, step: str) -> None:
+        """A bug at `step` (parse, handle, reply): logged with its traceback (call it in the
+        `except`), the caller answered internal_error, the message dead-lettered; nothing raised."""
+        self.arrived.pop(method.delivery_tag, None)
+        self.log.exception("handler_failed", request_id=request_id or None, queue=handler.routing_key,
+                           step=step)
+        self._dead_letter(channel, handler, method, props, INTERNAL_ERROR, "failed")
+
     def _dead_letter(self, channel: BlockingChannel, handler: Handler, method: Basic.Deliver,
                      props: BasicProperties, reply: dict[str, Any], outcome: str) -> None:
         """Answer the caller, if any, and set the message aside in <queue>.dead for a person."""
-        self._reply(channel, props, reply)
+        self._reply(channel, props, encode(reply))
         channel.basic_reject(method.delivery_tag, requeue=False)
         metrics.MESSAGES.labels(handler.routing_key, outcome).inc()
         metrics.DEAD_LETTERED.labels(handler.routing_key).inc()
@@ -466,14 +497,15 @@ class Worker:
                 undo.execute("ROLLBACK TO SAVEPOINT message")
             return error_reply(exc.code, exc.message)
 
-    def _reply(self, channel: BlockingChannel, props: BasicProperties, reply: dict[str, Any]) -> None:
+    def _reply(self, channel: BlockingChannel, props: BasicProperties, body: bytes) -> None:
+        """Send an encoded reply: encoding it first (`encode`) is where a result with no JSON form fails."""
         if not props.reply_to:
             return
         # No `mandatory`: a caller that gave up waiting is not an error.
         channel.basic_publish(
             exchange="",
             routing_key=props.reply_to,
-            body=encode(reply),
+            body=body,
             properties=amqp.reply_properties(props),  # echoes the correlation id
         )
 

@@ -7,12 +7,14 @@ published by anyone else is held to the same rules.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import re
 import time
 import uuid
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -194,8 +196,22 @@ def no_parameters(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _json_value(value: Any) -> Any:
+    """What a database row may hold besides JSON's own types, as JSON (json.dumps' `default`).
+
+    A DECIMAL (MySQL's SUM() too) is a JSON number: a whole one exactly, any other as
+    the nearest float, which prints the same digits up to 15 significant ones. A
+    DATETIME, DATE or TIME is ISO 8601 text. Anything else stays a TypeError.
+    """
+    if isinstance(value, Decimal) and value.is_finite():
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def encode(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_json_value).encode()
 
 
 def decode(body: bytes) -> dict[str, Any]:

@@ -135,6 +135,11 @@ class Broker:
         deadline = time.monotonic() + timeout
         if not self._ready.wait(min(CONNECT_GRACE_S, timeout)):
             raise BrokerUnavailable("not connected to RabbitMQ")
+        # Checked before a write can share another's outcome: with no connection that one
+        # will not be confirmed, and waiting on it would take this call's whole timeout.
+        connection = self._connection
+        if connection is None:
+            raise BrokerUnavailable("not connected to RabbitMQ")
         call = _Call(request_id, routing_key, encode(payload),
                      asked=fingerprint(routing_key, payload) if write else None)
         with self._lock:
@@ -153,9 +158,6 @@ class Broker:
             self._log.info("request_shared", request_id=request_id, routing_key=routing_key)
             return self._outcome(first, deadline)
         try:
-            connection = self._connection
-            if connection is None:
-                raise BrokerUnavailable("not connected to RabbitMQ")
             connection.ioloop.add_callback_threadsafe(functools.partial(self._publish, call))
             return self._outcome(call, deadline)
         finally:

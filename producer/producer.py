@@ -64,7 +64,6 @@ STATUS_OF_ERROR = {
     "invalid_stock_change": 400,
     "invalid_order": 400,
     "malformed_body": 400,
-    "invalid_message": 400,
     "invalid_host": 400,
     "unauthorized": 401,
     "cross_site_request": 403,
@@ -78,6 +77,8 @@ STATUS_OF_ERROR = {
     "body_too_large": 413,
     "unsupported_media_type": 415,
     "internal_error": 500,
+    # A consumer could not read what the producer sent it: they disagree, the client is not at fault.
+    "invalid_message": 500,
     "broker_unavailable": 503,
     "consumer_timeout": 504,
 }

@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -49,6 +49,30 @@ class FakeLoop:
 class FakeConnection:
     def __init__(self, broker: Broker) -> None:
         self.ioloop = FakeLoop(broker)
+
+
+class Shared(logging.Handler):
+    """Sets `joined` when a call logs that it shares the write in flight with its request id:
+    it is waiting on that one's outcome then, and has published nothing of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.joined = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "request_shared":
+            self.joined.set()
+
+
+@pytest.fixture
+def shared() -> Iterator[Shared]:
+    handler, logger = Shared(), logging.getLogger("test")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture
@@ -133,20 +157,22 @@ def test_a_reply_for_nobody_goes_to_nobody(broker: Broker) -> None:
     assert results[0] is None  # confirmed, no reply of its own in time
 
 
-def test_the_same_write_in_flight_shares_one_publish_and_its_answer(broker: Broker) -> None:
+def test_the_same_write_in_flight_shares_one_publish_and_its_answer(broker: Broker, shared: Shared) -> None:
     record = {"Name": "A", "SRN": "S1", "Section": "B"}
     threads, results = in_threads(
         [lambda: broker.call("insert_record", record, "w-1", timeout=5, write=True)])
     wait_for(lambda: len(channel_of(broker).published) == 1)
-    more, shared = in_threads(
+    more, sharing = in_threads(
         [lambda: broker.call("insert_record", dict(reversed(record.items())), "w-1", timeout=5, write=True)])
-    time.sleep(0.1)
+    # The second call has either joined the first or published again: wait for whichever it did.
+    wait_for(lambda: shared.joined.is_set() or len(channel_of(broker).published) > 1)
     assert len(channel_of(broker).published) == 1  # not published again
+    assert shared.joined.is_set()
     confirm_all(broker)
     answer(broker, channel_of(broker).published[0][1], {"ok": True, "result": {"record": record}})
     for thread in threads + more:
         thread.join(5)
-    assert results[0] == shared[0] == {"ok": True, "result": {"record": record}}
+    assert results[0] == sharing[0] == {"ok": True, "result": {"record": record}}
     assert broker._awaiting == {} and broker._writes == {}
 
 
@@ -174,14 +200,34 @@ def test_another_write_with_a_request_id_in_flight_is_a_conflict_before_publishi
     assert broker._writes == {}
 
 
-def test_a_lost_connection_releases_shared_calls_too(broker: Broker) -> None:
+def test_a_lost_connection_releases_shared_calls_too(broker: Broker, shared: Shared) -> None:
+    # A deadline far beyond the joins below: a call that returns was released, not timed out.
     threads, results = in_threads(
-        [lambda: broker.call("insert_record", {"SRN": "S1"}, "w-3", timeout=5, write=True)])
+        [lambda: broker.call("insert_record", {"SRN": "S1"}, "w-3", timeout=60, write=True)])
     wait_for(lambda: len(channel_of(broker).published) == 1)
-    more, shared = in_threads(
-        [lambda: broker.call("insert_record", {"SRN": "S1"}, "w-3", timeout=5, write=True)])
-    time.sleep(0.1)
+    more, sharing = in_threads(
+        [lambda: broker.call("insert_record", {"SRN": "S1"}, "w-3", timeout=60, write=True)])
+    assert shared.joined.wait(5), "the second call did not join the first"
     broker._fail_all("the connection to RabbitMQ was lost")
     for thread in threads + more:
         thread.join(5)
-    assert isinstance(results[0], BrokerUnavailable) and isinstance(shared[0], BrokerUnavailable)
+        assert not thread.is_alive()
+    assert isinstance(results[0], BrokerUnavailable) and isinstance(sharing[0], BrokerUnavailable)
+    assert len(channel_of(broker).published) == 1  # the second one shared the first's outcome
+
+
+def test_a_shared_write_without_a_connection_fails_fast(broker: Broker, shared: Shared) -> None:
+    """Like a call of its own: it must not wait out its timeout on a write that cannot be confirmed."""
+    threads, results = in_threads(
+        [lambda: broker.call("insert_record", {"SRN": "S1"}, "w-4", timeout=60, write=True)])
+    wait_for(lambda: len(channel_of(broker).published) == 1)  # in flight, not confirmed yet
+    connection, broker._connection = broker._connection, None  # then the connection is gone
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable):
+        broker.call("insert_record", {"SRN": "S1"}, "w-4", timeout=3, write=True)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0, f"waited {elapsed:.1f} s for a write that could not be confirmed"
+    broker._connection = connection
+    broker._fail_all("the connection to RabbitMQ was lost")
+    threads[0].join(5)
+    assert isinstance(results[0], BrokerUnavailable)

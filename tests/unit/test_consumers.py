@@ -6,11 +6,14 @@ import dataclasses
 import json
 import logging
 from collections import deque
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import mysql.connector
 import pika.exceptions
 import pytest
+from prometheus_client import REGISTRY
 
 from common import logs
 from common.config import Settings
@@ -279,6 +282,7 @@ class Events:
 
     def __init__(self) -> None:
         self.log: list[tuple[Any, ...]] = []
+        self.reply_ids: list[str] = []  # the message_id (the client's request id) of each reply
 
 
 class FakeChannel:
@@ -287,6 +291,7 @@ class FakeChannel:
 
     def basic_publish(self, exchange: str, routing_key: str, body: bytes, properties: Any) -> None:
         self.events.log.append(("reply", properties.correlation_id, json.loads(body)))
+        self.events.reply_ids.append(properties.message_id)
 
     def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
         self.events.log.append(("ack", delivery_tag, multiple))
@@ -502,3 +507,135 @@ def test_the_producer_and_the_consumer_fingerprint_a_write_alike(handler: Any,
     published = handler.parse(dict(payload))
     assert fingerprint(handler.routing_key, handler.parse(dict(published))) == \
         fingerprint(handler.routing_key, published)
+
+
+INTERNAL_ERROR = {"ok": False, "error": "internal_error", "message": "The request could not be processed."}
+
+
+def failed(queue: str) -> float:
+    """consumer_messages_total{outcome="failed"} of a queue (the counters are process-wide)."""
+    return REGISTRY.get_sample_value("consumer_messages_total", {"queue": queue, "outcome": "failed"}) or 0.0
+
+
+def test_a_read_answers_decimals_and_datetimes_as_json(worker: Worker) -> None:
+    """MySQL gives SUM() and DECIMAL columns as Decimal, DATETIME as datetime: json.dumps alone
+    cannot encode them, and the reply is encoded after the transaction."""
+    def handle(message: Message, cursor: Any) -> Any:
+        return {"total": Decimal("12.50"), "count": Decimal("3"), "day": date(2024, 5, 1),
+                "at": datetime(2024, 5, 1, 12, 30, 5, tzinfo=UTC)}
+
+    reading = dataclasses.replace(read.HANDLER, handle=handle)
+    events, _ = run_inbox(worker, [delivery(reading, 1, {})])
+    result = {"total": 12.5, "count": 3, "day": "2024-05-01", "at": "2024-05-01T12:30:05+00:00"}
+    assert events.log == [("commit",), ("reply", "m1", {"ok": True, "result": result}), ("ack", 1, False)]
+
+
+def test_a_batch_sets_aside_a_bad_parse_and_a_reply_with_no_json_and_answers_the_rest(worker: Worker) -> None:
+    """A parser's bug (not Invalid) and a result that has no JSON form, in a batch that commits:
+    each of them is answered internal_error and dead-lettered, alone; the others are answered and
+    acknowledged, and the acknowledgement never names a rejected delivery."""
+    def parse(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"SRN": payload["SRN"], "Name": payload["Name"], "Section": payload["Section"]}  # KeyError
+
+    def handle(message: Message, cursor: Any) -> Any:
+        result = insertion.handle(message, cursor)
+        return {"rows": {1, 2}} if message.payload["SRN"].startswith("SET") else result  # a set: no JSON
+
+    buggy = dataclasses.replace(insertion.HANDLER, parse=parse, handle=handle, ledger=False)
+    inbox = [delivery(buggy, 1, {"Name": "A", "SRN": "G1", "Section": "S"}),
+             delivery(buggy, 2, {"SRN": "NO-NAME"}),
+             delivery(buggy, 3, {"Name": "B", "SRN": "SET1", "Section": "S"}),
+             delivery(buggy, 4, {"Name": "C", "SRN": "G2", "Section": "S"}),
+             delivery(buggy, 5, {"Name": "D", "SRN": "SET2", "Section": "S"})]
+    events, db = run_inbox(worker, inbox)
+    ok = {"ok": True, "result": {"record": {"SRN": "G1", "Name": "A", "Section": "S"}}}
+    assert events.log == [
+        ("reply", "m2", INTERNAL_ERROR), ("reject", 2, False),  # alone, before the batch
+        ("commit",),
+        ("reply", "m1", ok),
+        ("reply", "m3", INTERNAL_ERROR), ("reject", 3, False),
+        ("reply", "m4", {"ok": True, "result": {"record": {"SRN": "G2", "Name": "C", "Section": "S"}}}),
+        ("reply", "m5", INTERNAL_ERROR), ("reject", 5, False),
+        ("ack", 4, True),  # not 5: rejected already, an ack of it would close the channel
+    ]
+    assert set(db.cursor.students) == {"G1", "SET1", "G2", "SET2"}  # committed, not redone
+
+
+class FakeBlockingConnection:
+    """pika.BlockingConnection for serve_forever: delivers everything on its first poll, then SIGTERM."""
+
+    def __init__(self, worker: Worker, events: Events, deliveries: list[Any]) -> None:
+        self.worker, self.deliveries, self.is_open = worker, deliveries, True
+        self.consumers: dict[str, Any] = {}
+        self.chan = FakeChannel(events)
+        self.chan.basic_qos = lambda prefetch_count: None  # type: ignore[attr-defined]
+        self.chan.basic_cancel = lambda tag: None  # type: ignore[attr-defined]
+        self.chan.basic_consume = self.consume  # type: ignore[attr-defined]
+
+    def consume(self, queue: str, on_message_callback: Any) -> str:
+        self.consumers[queue] = on_message_callback
+        return queue
+
+    def channel(self) -> FakeChannel:
+        return self.chan
+
+    def process_data_events(self, time_limit: float) -> None:
+        for handler, method, props, body in self.deliveries:
+            self.consumers[handler.routing_key](self.chan, method, props, body)
+        self.deliveries = []
+        self.worker.stopping = True
+
+    def close(self) -> None:
+        self.is_open = False
+
+
+class NoFile:
+    """The health check's file, neither touched nor removed."""
+
+    def touch(self) -> None: ...
+
+    def unlink(self, missing_ok: bool = False) -> None: ...
+
+
+def test_a_bug_in_a_parser_a_handler_or_a_reply_never_stops_the_consumer(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """serve_forever catches only broker and OS errors: anything else that escaped a message
+    would end the process, and the message, redelivered, would end the next one too."""
+    def no_parse(payload: dict[str, Any]) -> dict[str, Any]:
+        raise KeyError("message")
+
+    def no_json(message: Message, cursor: Any) -> Any:
+        return {"took": object()}
+
+    handlers = [dataclasses.replace(healthcheck.HANDLER, parse=no_parse),  # health_check
+                dataclasses.replace(read.HANDLER, handle=no_json),  # read_database
+                insertion.HANDLER]
+    env = {"RABBITMQ_HOST": "h", "RABBITMQ_USER": "u", "RABBITMQ_PASSWORD": "p",
+           "MYSQL_USER": "u", "MYSQL_PASSWORD": "p"}
+    worker = Worker(Settings.from_env("consumer_test", needs_db=True, env=env), handlers,
+                    logs.EventLogger(logging.getLogger("test"), {}))
+    events = Events()
+    worker.db = FakeDatabase(events)  # type: ignore[assignment]
+    inbox = [delivery(handler, n, body) for n, (handler, body) in enumerate(
+        [(handlers[0], {"message": "hi"}), (handlers[1], {}),
+         (handlers[2], {"Name": "A", "SRN": "F1", "Section": "S"})], start=1)]
+    monkeypatch.setattr("pika.BlockingConnection",
+                        lambda params: FakeBlockingConnection(worker, events, inbox))
+    monkeypatch.setattr("common.consumer.ALIVE_FILE", NoFile())
+    before = failed("health_check"), failed("read_database")
+    with caplog.at_level(logging.INFO, logger="test"):
+        worker.serve_forever()  # returns: stopped, not crashed
+    assert events.log == [
+        ("reply", "m1", INTERNAL_ERROR), ("reject", 1, False),  # dead-lettered, not requeued
+        ("commit",), ("reply", "m2", INTERNAL_ERROR), ("reject", 2, False),
+        ("commit",), ("reply", "m3", {"ok": True, "result": {"record": {"Name": "A", "SRN": "F1",
+                                                                         "Section": "S"}}}),
+        ("ack", 3, False),  # the next message is served
+    ]
+    assert events.reply_ids == ["m1", "m2", "m3"]  # each reply carries its request id
+    assert (failed("health_check"), failed("read_database")) == (before[0] + 1, before[1] + 1)
+    logged = [(r.getMessage(), getattr(r, "request_id", None), r.levelname, getattr(r, "step", None))
+              for r in caplog.records if r.getMessage() == "handler_failed"]
+    assert logged == [("handler_failed", "m1", "ERROR", "parse"), ("handler_failed", "m2", "ERROR", "reply")]
+    assert all(r.exc_info for r in caplog.records if r.getMessage() == "handler_failed")
+    assert not [r for r in caplog.records if r.getMessage() == "broker_unavailable"]

@@ -166,7 +166,29 @@ def test_delete_upper_cases_the_srn(client: FlaskClient, broker: FakeBroker) -> 
     assert broker.published[0][:2] == ("delete_record", {"SRN": "PES1"})
 
 
-@pytest.mark.parametrize(("code", "status"), sorted(STATUS_OF_ERROR.items()))
+# docs/contract.md's Errors table, written out here: a status the code gets wrong fails the test.
+CONTRACT_STATUS = {
+    "missing_parameter": 400, "invalid_parameter": 400, "invalid_record": 400, "malformed_body": 400,
+    "invalid_item": 400, "invalid_stock_change": 400, "invalid_order": 400, "invalid_host": 400,
+    "unauthorized": 401,
+    "cross_site_request": 403,
+    "not_found": 404, "unknown_request": 404,
+    "method_not_allowed": 405,
+    "duplicate_srn": 409, "duplicate_sku": 409, "insufficient_stock": 409, "request_id_conflict": 409,
+    "body_too_large": 413,
+    "unsupported_media_type": 415,
+    # invalid_message: a consumer could not read what the producer sent; the server's fault.
+    "internal_error": 500, "invalid_message": 500,
+    "broker_unavailable": 503,
+    "consumer_timeout": 504,
+}
+
+
+def test_every_error_code_has_the_contracts_status() -> None:
+    assert set(STATUS_OF_ERROR) == set(CONTRACT_STATUS)
+
+
+@pytest.mark.parametrize(("code", "status"), sorted(CONTRACT_STATUS.items()))
 def test_consumer_errors_map_through_the_table(
     client: FlaskClient, broker: FakeBroker, code: str, status: int
 ) -> None:
