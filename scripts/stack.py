@@ -97,6 +97,13 @@ def exec_with_input(container: str, command: Sequence[str], text: str) -> None:
              f"{result.stderr.strip()}")
 
 
+@functools.cache
+def docker_desktop() -> bool:
+    """Whether the engine is Docker Desktop's (in a VM), not one running on this host."""
+    found = run(["docker", "info", "--format", "{{.OperatingSystem}}"], check=False, capture=True)
+    return "Docker Desktop" in found.stdout
+
+
 def docker_ok(*args: str) -> bool:
     return run(["docker", *args], check=False, quiet=True).returncode == 0
 
@@ -407,7 +414,11 @@ class Stack:
             # The node name is rabbit@<hostname>: its peers find it by that name.
             "--network-alias", node.hostname,
             "--restart", "unless-stopped",
-            "--publish", f"{self.get('RABBITMQ_AMQP_BIND')}:{node.port}:5672",
+            # The hardening the compose services have, and bounds sized from measured peaks.
+            "--security-opt", "no-new-privileges:true",
+            "--memory", self.get("RABBITMQ_MEMORY_LIMIT") or "2g",
+            "--pids-limit", self.get("RABBITMQ_PIDS_LIMIT") or "256",
+            *(arg for bind in self.amqp_binds() for arg in ("--publish", f"{bind}:{node.port}:5672")),
             # The management UI and metrics of node 1 show the whole cluster.
             *(["--publish", f"127.0.0.1:{self.get('RABBITMQ_MANAGEMENT_PORT')}:15672",
                "--publish", f"127.0.0.1:{self.get('RABBITMQ_PROMETHEUS_PORT')}:15692"] if first else []),
@@ -417,6 +428,18 @@ class Stack:
             *(["--env", COOKIE] if clustered else []),
             image,
         ]
+
+    def amqp_binds(self) -> list[str]:
+        """Where each node's AMQP port is published on the host: RABBITMQ_AMQP_BIND, or with
+        `auto` loopback (this machine's tools) and the gateway IP of the RabbitMQ network (the
+        compose services' way in) on a Linux engine, so the LAN cannot reach it; 0.0.0.0 on
+        Docker Desktop, whose engine runs in a VM: neither of those addresses is the host's."""
+        bind = (self.get("RABBITMQ_AMQP_BIND") or "auto").strip()
+        if bind != "auto":
+            return [bind]
+        if docker_desktop():
+            return ["0.0.0.0"]  # noqa: S104 (Docker Desktop: the one address its proxy answers on)
+        return ["127.0.0.1", self.gateway_ip()]
 
     def form_cluster(self, nodes: Sequence[Node]) -> None:
         """Join every node to node 1 (RabbitMQ's own join_cluster), then replicate every quorum queue.

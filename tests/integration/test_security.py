@@ -33,6 +33,19 @@ def test_services_run_as_a_user_without_new_privileges(stack: Stack) -> None:
         assert "no-new-privileges:true" in (host_config["SecurityOpt"] or []), container  # type: ignore[index]
 
 
+def test_services_are_hardened_and_bounded(stack: Stack) -> None:
+    """Our services and jobs: no capabilities, a read-only root filesystem, memory and process
+    limits; the database and every RabbitMQ node bounded too (docs/security.md)."""
+    for service in (*OUR_SERVICES, "migrate", "topology"):
+        host = inspect("container", stack.container(service))["HostConfig"]
+        assert (host["ReadonlyRootfs"], host["CapDrop"]) == (True, ["ALL"]), service  # type: ignore[index]
+        assert host["Memory"] > 0 and host["PidsLimit"] > 0, service  # type: ignore[index]
+    for container in (stack.container("db"), *(node.container for node in stack.nodes())):
+        host = inspect("container", container)["HostConfig"]
+        assert host["Memory"] > 0 and host["PidsLimit"] > 0, container  # type: ignore[index]
+        assert "no-new-privileges:true" in (host["SecurityOpt"] or []), container  # type: ignore[index]
+
+
 def test_the_guest_account_cannot_log_in(stack: Stack) -> None:
     assert amqp_login("127.0.0.1", stack.amqp_port, "guest", "guest") != ""
     assert amqp_login("127.0.0.1", stack.amqp_port, stack.values["RABBITMQ_USER"],
@@ -47,9 +60,9 @@ def test_only_amqp_is_published_beyond_loopback(stack: Stack) -> None:
         for port, bindings in ports.items():
             for binding in bindings or []:
                 published.setdefault(port, set()).add(binding["HostIp"])
-    amqp_bind = stack.values.get("RABBITMQ_AMQP_BIND") or parse_env_file(ROOT / ".env.example")[
-        "RABBITMQ_AMQP_BIND"]
-    assert published.pop("5672/tcp") == {amqp_bind}
+    # On this Linux engine: loopback and the gateway IP of the RabbitMQ network, never 0.0.0.0.
+    assert parse_env_file(ROOT / ".env.example")["RABBITMQ_AMQP_BIND"] == "auto"
+    assert published.pop("5672/tcp") == {"127.0.0.1", stack.rabbitmq_host()}
     assert published == {"5000/tcp": {"127.0.0.1"}, "15672/tcp": {"127.0.0.1"},  # no MySQL at all
                          "15692/tcp": {"127.0.0.1"}}
 

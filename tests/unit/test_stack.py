@@ -242,3 +242,22 @@ def test_an_env_from_before_service_accounts_gets_their_passwords(tmp_path: Path
     generated = {key for key in stack.SERVICE_SECRETS if len(written.get(key, "")) >= 24}
     assert generated == set(stack.SERVICE_SECRETS)
     assert written["MYSQL_ROOT_PASSWORD"] == "c"  # noqa: S105 (the others stay as they were)
+
+
+@pytest.mark.parametrize(("setting", "desktop", "expected"), [
+    ("auto", False, ["127.0.0.1", "172.30.0.1"]),  # a Linux engine: loopback and the gateway, not the LAN
+    ("auto", True, ["0.0.0.0"]),  # noqa: S104 (Docker Desktop's VM has neither address on the host)
+    ("192.168.1.5", False, ["192.168.1.5"]),  # what the user set
+])
+def test_amqp_is_published_where_the_services_need_it_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, desktop: bool,
+        expected: list[str]) -> None:
+    monkeypatch.setattr(stack, "docker_desktop", lambda: desktop)
+    monkeypatch.setattr(Stack, "gateway_ip", lambda self: "172.30.0.1")
+    settings = Stack(tmp_path / ".env")
+    settings.values = {**settings.defaults, "RABBITMQ_AMQP_BIND": setting}
+    assert settings.amqp_binds() == expected
+    command = settings.rabbitmq_run_command("rabbitmq:4.1-management", settings.nodes()[0])
+    published = [command[i + 1] for i, arg in enumerate(command) if arg == "--publish"]
+    assert [p for p in published if p.endswith(":5672")] == [f"{bind}:5672:5672" for bind in expected]
+    assert {"--memory", "--pids-limit", "--security-opt"} <= set(command)
