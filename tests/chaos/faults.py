@@ -5,11 +5,16 @@ overlapping another (never two on one target, at most two at once). The
 SIGTERM of everything followed by `scripts/stack.py up` has the system to
 itself. Whatever happens, `heal_everything` puts every container back
 running, connected and unpaused, and the disk alarm cleared.
+
+CHAOS_FAULTS=off plans and schedules the faults as always but injects none
+(each only holds its time): the run must then fail, which shows that its
+check of the faults carried out works.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import threading
@@ -35,6 +40,7 @@ MAX_AT_ONCE = 2
 LATE_S = 5.0
 # rabbitmqctl set_disk_free_limit: far above any free disk, so the alarm goes off at once.
 ALARM_LIMIT = "100000GB"
+INJECT = os.environ.get("CHAOS_FAULTS", "on") != "off"
 
 
 @dataclass
@@ -47,6 +53,7 @@ class Fault:
     healed: float = 0.0  # time.monotonic() once healed
     notes: list[str] = field(default_factory=list)
     failed: bool = False  # Docker refused to inject or to heal it (see notes)
+    injected: bool = False  # it took effect: what the run claims to have survived
 
     @property
     def name(self) -> str:
@@ -144,7 +151,11 @@ class Injector(threading.Thread):
         self.faults.append(fault)
         target = fault.target
         try:
-            getattr(self, fault.kind.replace("sigterm-all+up", "all_stop"))(fault)
+            if INJECT:
+                getattr(self, fault.kind.replace("sigterm-all+up", "all_stop"))(fault)
+            else:
+                fault.notes.append("not injected (CHAOS_FAULTS=off)")
+                time.sleep(fault.hold_s)
         except subprocess.CalledProcessError as exc:
             fault.failed = True
             fault.notes.append(f"failed: {' '.join(exc.cmd[:3])}: {(exc.stderr or '').strip()}"[:300])
@@ -170,6 +181,7 @@ class Injector(threading.Thread):
     def kill(self, fault: Fault) -> None:
         container = self.container(fault.target)
         docker("kill", "--signal", "KILL", container)
+        fault.injected = True
         try:
             time.sleep(fault.hold_s)
         finally:
@@ -210,6 +222,7 @@ class Injector(threading.Thread):
     def pause(self, fault: Fault) -> None:
         container = self.container(fault.target)
         pause(container, refused=fault.notes.append)
+        fault.injected = True
         try:
             time.sleep(fault.hold_s)
         finally:
@@ -220,6 +233,7 @@ class Injector(threading.Thread):
         limit = rabbitmqctl(container, "eval", "rabbit_disk_monitor:get_disk_free_limit().").strip()
         fault.notes.append(f"disk_free_limit was {limit}")
         rabbitmqctl(container, "set_disk_free_limit", ALARM_LIMIT)
+        fault.injected = True
         try:
             time.sleep(fault.hold_s)
         finally:
@@ -229,6 +243,7 @@ class Injector(threading.Thread):
         container = self.container(fault.target)
         network = compose_network(container)
         docker("network", "disconnect", network, container)
+        fault.injected = True
         try:
             time.sleep(fault.hold_s)
         finally:
@@ -240,6 +255,7 @@ class Injector(threading.Thread):
         self.stack.compose("stop")  # SIGTERM, 10 s grace each
         for node in reversed(self.stack.nodes()):
             docker("stop", "--time", "30", node.container)
+        fault.injected = True
         stopped = time.monotonic() - started
         killed = [name for name, code in exit_codes(self.stack).items() if code == 137]
         fault.notes.append(f"stopped in {stopped:.1f} s" + (f"; needed SIGKILL: {killed}" if killed else ""))

@@ -263,13 +263,13 @@ def render(seed: int, duration: float, nodes: int, clients: list[Client], lookup
              f"{len(clients)} clients for {duration:g} s, {nodes} RabbitMQ node(s); "
              f"every service answered again {'-' if recovery_s is None else f'{recovery_s:.1f}'} s "
              "after the last fault was healed.",
-             "", "| fault | injected | Docker refused | skipped (target busy, or no time left) |",
+             "", "| fault | injected | not injected (see notes) | skipped (target busy, or no time left) |",
              "|---|---|---|---|"]
-    by_kind = Counter(f.name for f in faults if not f.failed)
-    refused = Counter(f.name for f in faults if f.failed)
+    by_kind = Counter(f.name for f in faults if f.injected)
+    refused = Counter(f.name for f in faults if not f.injected)
     for name in sorted(set(by_kind) | set(refused) | set(skipped)):
         lines.append(f"| {name} | {by_kind[name]} | {refused[name]} | {skipped[name]} |")
-    kinds = Counter(f.kind for f in faults if not f.failed)
+    kinds = Counter(f.kind for f in faults if f.injected)
     lines.append(f"| **all** ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}) "
                  f"| {sum(by_kind.values())} | {sum(refused.values())} | {sum(skipped.values())} |")
     statuses: dict[str, Counter[str]] = defaultdict(Counter)
