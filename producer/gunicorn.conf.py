@@ -15,9 +15,11 @@ bind = "0.0.0.0:5000"
 # GUNICORN_WORKER_CLASS=gthread brings the threads back (GUNICORN_THREADS per worker).
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-# gevent: requests in flight per worker. (gthread: open connections per worker, of which
-# GUNICORN_THREADS are served at once.)
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "100"))
+# gevent: connections per worker, requests in flight included. A connection that never
+# finishes its request holds one: 1,000 keeps a client with a thousand half-open sockets
+# from stopping everyone else (measured: docs/security.md#slow-clients). (gthread: open
+# connections per worker, of which GUNICORN_THREADS are served at once.)
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 # Requests wait at most REQUEST_TIMEOUT_S for the broker; this only catches a stuck worker.
 timeout = 30
@@ -25,6 +27,9 @@ timeout = 30
 graceful_timeout = 8
 keepalive = 5
 accesslog = None  # the app logs one JSON line per request, with its request id
+# No control socket (gunicornc): nothing manages workers at run time, and the root
+# filesystem is read-only (it would go to $HOME/.gunicorn).
+control_socket_disable = True
 
 
 class NoAccessLog(Logger):  # type: ignore[misc]

@@ -125,3 +125,16 @@ def test_log_lines_escape_every_line_separator(separator: str) -> None:
     line = logs.JsonFormatter("producer").format(record)
     assert line.splitlines() == [line]  # one line, whatever splits lines
     assert json.loads(line)["path"] == f"/x{separator}forged"  # and the value is kept
+
+
+def test_gunicorn_bounds_slow_clients_and_opens_no_control_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/security.md#slow-clients: 1,000 connections per gevent worker kept /livez at 2 ms beside
+    1,500 half-open sockets (100 let 1,000 of them slow it to 4 s); no gunicornc control socket."""
+    import runpy
+    from pathlib import Path
+
+    monkeypatch.delenv("GUNICORN_WORKER_CONNECTIONS", raising=False)
+    monkeypatch.delenv("GUNICORN_WORKER_CLASS", raising=False)
+    conf = runpy.run_path(str(Path(__file__).resolve().parents[2] / "producer" / "gunicorn.conf.py"))
+    assert (conf["worker_class"], conf["worker_connections"]) == ("gevent", 1000)
+    assert conf["control_socket_disable"] is True
