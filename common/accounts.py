@@ -54,6 +54,11 @@ SERVICES: dict[str, Account] = {
         ("SELECT, INSERT", "orders"), ("SELECT, UPDATE (quantity)", "items"), *LEDGER)),
     OPERATOR: Account(),
 }
+# The schema migrations' own MySQL account (db/migrate.py): it owns the database's tables,
+# and nothing beyond them. Making accounts and grants is root's, on localhost only.
+MIGRATOR = "migrate"
+MIGRATOR_GRANT = "GRANT ALL PRIVILEGES ON `{db}`.*"
+
 # The services that log in to MySQL (each under its own name).
 DATABASE_SERVICES = tuple(name for name, account in SERVICES.items() if account.grants)
 

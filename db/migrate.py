@@ -8,11 +8,13 @@ so a later schema change reaches a database whose volume already exists.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import mysql.connector
 
@@ -57,7 +59,7 @@ def main() -> None:
     for name in (probe_user, admin.database):
         if not IDENTIFIER.fullmatch(name):
             sys.exit(f"migrate: {name!r} is not a plain MySQL identifier")
-    missing = [accounts.password_setting(s) for s in accounts.DATABASE_SERVICES
+    missing = [accounts.password_setting(s) for s in (accounts.MIGRATOR, *accounts.DATABASE_SERVICES)
                if not os.environ.get(accounts.password_setting(s))]
     if missing:
         sys.exit(f"migrate: configuration error: {', '.join(missing)} not set (make up generates them)")
@@ -65,7 +67,7 @@ def main() -> None:
     deadline = time.monotonic() + 120
     while True:
         try:
-            conn = connect(admin)
+            root = connect(admin)
             break
         except mysql.connector.Error as exc:
             if time.monotonic() > deadline:
@@ -73,6 +75,36 @@ def main() -> None:
             log.info("waiting_for_database", error=str(exc))
             time.sleep(2)
 
+    # root (localhost, through the socket) makes the accounts; the migrations run as their own.
+    cursor = root.cursor()
+    migrator_password = os.environ[accounts.password_setting(accounts.MIGRATOR)]
+    for statement, values in account(accounts.MIGRATOR, migrator_password,
+                                     [accounts.MIGRATOR_GRANT.format(db=admin.database)]):
+        cursor.execute(statement, values)
+    root.commit()
+    migrator = dataclasses.replace(admin, user=accounts.MIGRATOR, password=migrator_password, unix_socket="")
+    applied = migrate(connect(migrator), log)
+
+    grants = GRANTS.read_text(encoding="utf-8").format(user=probe_user, database=admin.database)
+    for statement in statements(grants):
+        cursor.execute(statement)
+    cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                   (admin.database,))
+    tables = {str(name) for (name,) in rows(cursor)}
+    for service in accounts.DATABASE_SERVICES:
+        # A grant on a table no migration has made yet waits for the run that makes it.
+        grants_of = [grant for table, grant in accounts.mysql_grants(service, admin.database)
+                     if table in tables]
+        for statement, values in account(service, os.environ[accounts.password_setting(service)], grants_of):
+            cursor.execute(statement, values)
+    root.commit()
+    log.info("schema_ready", versions=sorted(applied), migrations_by=accounts.MIGRATOR,
+             probe_user=probe_user, service_users=list(accounts.DATABASE_SERVICES))
+    root.close()
+
+
+def migrate(conn: Any, log: Any) -> set[int]:
+    """The numbered migrations the database has not seen yet, in order; the versions applied."""
     cursor = conn.cursor()
     cursor.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -93,37 +125,20 @@ def main() -> None:
         conn.commit()
         applied.add(number)
         log.info("migration_applied", version=number, file=path.name)
-
-    grants = GRANTS.read_text(encoding="utf-8").format(user=probe_user, database=admin.database)
-    for statement in statements(grants):
-        cursor.execute(statement)
-    cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-                   (admin.database,))
-    tables = {str(name) for (name,) in rows(cursor)}
-    for service in accounts.DATABASE_SERVICES:
-        for statement, values in service_account(service, os.environ[accounts.password_setting(service)],
-                                                 admin.database, tables):
-            cursor.execute(statement, values)
-    conn.commit()
-    log.info("schema_ready", versions=sorted(applied), probe_user=probe_user,
-             service_users=list(accounts.DATABASE_SERVICES))
     conn.close()
+    return applied
 
-
-def service_account(service: str, password: str, database: str,
-                    tables: set[str]) -> list[tuple[str, tuple[str, ...]]]:
-    """The statements that give `service` its own account, its password from .env, and only
-    its grants: whatever it held before is revoked first, so a narrowed grant takes effect.
-    A grant on a table no migration has made yet waits for the run that makes it."""
+def account(user: str, password: str, grants: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """The statements that give `user` its own account, its password from .env, and only
+    `grants`: whatever it held before is revoked first, so a narrowed grant takes effect."""
     # The host is a parameter too: a literal '%' beside parameters is not taken for one
     # the same way by every driver (the C extension kept '%%').
-    user = (service, "%")
+    name = (user, "%")
     return [
-        ("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (*user, password)),
-        ("ALTER USER %s@%s IDENTIFIED BY %s", (*user, password)),
-        ("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@%s", user),
-        *((f"{grant} TO %s@%s", user) for table, grant in accounts.mysql_grants(service, database)
-          if table in tables),
+        ("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (*name, password)),
+        ("ALTER USER %s@%s IDENTIFIED BY %s", (*name, password)),
+        ("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@%s", name),
+        *((f"{grant} TO %s@%s", name) for grant in grants),
     ]
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ EXCHANGE = "microservices"
 # `make smoke`: after the unit tests, one pass of the assignment's checklist on a throwaway copy.
 SMOKE_TESTS = ("tests/integration/test_assignment.py",)
 # Each service's own password (RabbitMQ, and MySQL for those with a database job).
-SERVICE_SECRETS = tuple(accounts.password_setting(service) for service in accounts.SERVICES)
+SERVICE_SECRETS = tuple(accounts.password_setting(service)
+                        for service in (*accounts.SERVICES, accounts.MIGRATOR))
 SECRETS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", *SERVICE_SECRETS)
 # Generated with the passwords, but needed only by a RabbitMQ cluster (RABBITMQ_NODES > 1).
 COOKIE = "RABBITMQ_ERLANG_COOKIE"

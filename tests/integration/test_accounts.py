@@ -172,3 +172,18 @@ def test_the_operator_may_touch_only_the_contract_s_names(stack: Stack) -> None:
         "declare another exchange": lambda channel: channel.exchange_declare("sneaky", "direct"),
     }.items()}
     assert codes == dict.fromkeys(codes, ACCESS_REFUSED)
+
+
+def test_the_migrations_run_as_their_own_account_which_owns_only_the_database(stack: Stack) -> None:
+    grantee = "\"'migrate'@'%'\""
+    database = stack.values["MYSQL_DATABASE"]
+    globally = stack.sql(
+        f"SELECT privilege_type FROM information_schema.user_privileges WHERE grantee = {grantee}")
+    assert globally == [["USAGE"]]  # nothing global: no CREATE USER, no GRANT, no other database
+    on = {schema for [schema] in stack.sql(
+        f"SELECT DISTINCT table_schema FROM information_schema.schema_privileges WHERE grantee = {grantee}")}
+    assert on == {database}
+    assert try_sql(stack, "consumer_four", ["SELECT 1"], env={
+        "TRY_AS_USER": "migrate", "TRY_AS_PASSWORD": stack.values["MIGRATE_PASSWORD"]}) == {"SELECT 1": 0}
+    logs = docker("logs", stack.container("migrate"))
+    assert '"migrations_by": "migrate"' in logs
