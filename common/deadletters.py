@@ -10,8 +10,16 @@ Every message is moved, never dropped: it is published (with a publisher
 confirm) to where it goes, and only then acknowledged where it was. Listing
 moves each message back to the tail of its own .dead queue, so the queue
 holds the same messages in the same order afterwards; peeking with a requeue
-instead would count towards the queue's delivery limit on RabbitMQ 4, which
-drops a message once it is reached.
+instead would count towards the queue's delivery limit.
+
+A listing that is killed (or loses its connection) leaves every message it
+had not moved yet back in its queue, and at most one duplicate: the message
+whose copy RabbitMQ had confirmed and whose original was not acknowledged
+yet. A duplicate carries the same request id, so replaying both does the work
+once (the consumers' request ledger answers the second from the first). Each
+return counts as a delivery on a quorum queue; the .dead queues have no
+delivery limit (the dead-letter-queues policy `make up` sets), so no number
+of interrupted listings drops a dead letter.
 """
 
 from __future__ import annotations
@@ -27,15 +35,22 @@ from common import amqp, topology
 from common.config import AmqpSettings
 
 PREVIEW_BYTES = 60
+# AMQP's largest prefetch; a deeper .dead queue is listed (or replayed) this many at a time.
+PREFETCH_MAX = 65535
 Message = tuple[Any, pika.BasicProperties, bytes]
 
 
 def take_all(channel: BlockingChannel, queue: str) -> list[Message]:
-    """Every message the queue holds now, delivered and not yet acknowledged."""
-    depth = channel.queue_declare(queue, passive=True).method.message_count
+    """Every message the queue holds now (up to PREFETCH_MAX), delivered and not yet acknowledged.
+
+    The prefetch is the depth read first: a dead letter that arrives meanwhile is never
+    delivered to this listing, so it stays where it is, untouched, when the listing cancels.
+    """
+    depth = min(channel.queue_declare(queue, passive=True).method.message_count, PREFETCH_MAX)
     taken: list[Message] = []
     if depth == 0:
         return taken
+    channel.basic_qos(prefetch_count=depth)
     for method, props, body in channel.consume(queue, inactivity_timeout=5):
         if method is None:
             break

@@ -379,9 +379,15 @@ class Stack:
         the producer answers 503 at once, instead of growing until RabbitMQ's memory or disk
         alarm stops every publisher. The .dead queues have none: no dead letter is dropped."""
         limit = int(self.get("QUEUE_MAX_LENGTH") or 50000)
-        pattern = "^(" + "|".join(re.escape(key) for key in topology.ROUTING_KEYS) + ")$"
-        run(["docker", "exec", node.container, "rabbitmqctl", "-q", "set_policy", "--apply-to", "queues",
-             "--priority", "0", WORK_QUEUE_POLICY, pattern, json.dumps({"max-length": limit})], capture=True)
+        keys = "|".join(re.escape(key) for key in topology.ROUTING_KEYS)
+        # The .dead queues: no delivery limit. They have no dead-letter exchange of their own,
+        # so RabbitMQ 4's default limit (20) would drop a dead letter returned that often
+        # (a listing killed halfway returns what it held).
+        for name, pattern, definition in (
+                (WORK_QUEUE_POLICY, f"^({keys})$", {"max-length": limit}),
+                (DEAD_QUEUE_POLICY, rf"^({keys})\.dead$", {"delivery-limit": -1})):
+            run(["docker", "exec", node.container, "rabbitmqctl", "-q", "set_policy", "--apply-to",
+                 "queues", "--priority", "0", name, pattern, json.dumps(definition)], capture=True)
 
     def rabbitmq_accounts(self, node: Node) -> None:
         """Each service's own user with only its permissions (common/accounts.py); idempotent.
@@ -690,8 +696,9 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-# The policy that bounds the work queues (rabbitmq_limits).
+# The policies of the work queues and of the .dead queues (rabbitmq_limits).
 WORK_QUEUE_POLICY = "work-queue-limits"
+DEAD_QUEUE_POLICY = "dead-letter-queues"
 
 # Which Compose runs the stack: COMPOSE_CLI=v2 (`docker compose`), v1 (`docker-compose`),
 # or auto: v2 where present, else v1. Both are tested (README, Prerequisites).

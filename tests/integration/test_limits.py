@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import requests
 
-from scripts.stack import ROOT, WORK_QUEUE_POLICY, parse_env_file
+from scripts.stack import DEAD_QUEUE_POLICY, ROOT, WORK_QUEUE_POLICY, parse_env_file
 from tests.support import ROUTING_KEYS, Stack, docker, healthy, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
@@ -39,8 +39,12 @@ def test_every_work_queue_is_bounded_and_no_dead_letter_queue_is(stack: Stack) -
     listed = stack.rabbitmqctl("list_queues", "name", "policy", "--no-table-headers")
     applied = {fields[0]: fields[1:] for fields in (line.split() for line in listed.splitlines()) if fields}
     assert {key: applied[key] for key in ROUTING_KEYS} == {key: [WORK_QUEUE_POLICY] for key in ROUTING_KEYS}
+    # The .dead queues: no maximum length (no dead letter is dropped), and no delivery limit.
     assert {f"{key}.dead": applied[f"{key}.dead"] for key in ROUTING_KEYS} == {
-        f"{key}.dead": [] for key in ROUTING_KEYS}
+        f"{key}.dead": [DEAD_QUEUE_POLICY] for key in ROUTING_KEYS}
+    policies = json.loads(stack.rabbitmqctl("list_policies", "--formatter", "json"))
+    [dead] = [p for p in policies if p["name"] == DEAD_QUEUE_POLICY]
+    assert json.loads(str(dead["definition"])) == {"delivery-limit": -1}
 
 
 def test_a_full_queue_answers_503_at_once_and_loses_nothing_it_took(stack: Stack, api: Api) -> None:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
+import os
+import re
 import subprocess
+import threading
 import time
 
 import pika
+import pytest
 
+from common import accounts, amqp, deadletters
+from common.config import AmqpSettings
 from tests.support import CONSUMERS, ROUTING_KEYS, Stack, healthy, unique_srn, wait_until
 
 
@@ -65,3 +72,70 @@ def test_every_log_line_of_our_services_is_one_json_object(stack: Stack) -> None
             entry = json.loads(line)  # fails on any line that is not JSON
             assert {"time", "level", "service", "request_id", "event"} <= set(entry), (service, line)
             assert entry["service"] == service, (service, line)
+
+
+def test_dead_letters_survive_being_looked_at(stack: Stack, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Listed 50 times, listed while new dead letters arrive, and listings killed more often
+    than RabbitMQ 4's default delivery limit (20): none lost, none doubled. A listing killed
+    between a copy's confirm and the original's ack leaves that one message twice, no more."""
+    key, dead = "update_record", "update_record.dead"
+    operator = {"RABBITMQ_HOST": "127.0.0.1", "RABBITMQ_PORT": str(stack.amqp_port), "RABBITMQ_PORTS": "",
+                "RABBITMQ_USER": accounts.OPERATOR,
+                "RABBITMQ_PASSWORD": stack.values[accounts.password_setting(accounts.OPERATOR)]}
+    for name, value in operator.items():
+        monkeypatch.setenv(name, value)  # as the dead-letter tools run: the operator's account
+
+    def poison(ids: list[str], pause_s: float = 0.0) -> None:
+        with stack.amqp_channel() as channel:
+            for message_id in ids:
+                channel.basic_publish("microservices", key, b'{"SRN": ["not", "an", "srn"]}',
+                                      pika.BasicProperties(content_type="application/json", delivery_mode=2,
+                                                           message_id=message_id), mandatory=True)
+                time.sleep(pause_s)
+
+    def ready(queue: str) -> int:
+        listing = stack.rabbitmqctl("list_queues", "name", "messages_ready", "--no-table-headers")
+        return {name: int(n) for name, n in (line.split() for line in listing.splitlines() if line)}[queue]
+
+    def listed() -> collections.Counter[str]:
+        capsys.readouterr()
+        assert deadletters.main(["list", key]) == 0
+        return collections.Counter(re.findall(r"^  (poison-\S+)", capsys.readouterr().out, re.MULTILINE))
+
+    before = stack.queue_depth(dead)
+    ids = [f"poison-{unique_srn()}" for _ in range(5)]
+    poison(ids)
+    wait_until(lambda: stack.queue_depth(dead) == before + 5)
+    for _ in range(50):
+        assert {i: n for i, n in listed().items() if i in ids} == dict.fromkeys(ids, 1)
+
+    more = [f"poison-{unique_srn()}" for _ in range(5)]
+    arriving = threading.Thread(target=poison, args=(more, 0.2))
+    arriving.start()
+    while arriving.is_alive():
+        seen = listed()
+        assert {i: seen[i] for i in ids} == dict.fromkeys(ids, 1), seen
+        assert all(seen[i] <= 1 for i in more), seen  # those that have arrived yet, once each
+    wait_until(lambda: stack.queue_depth(dead) == before + 10)
+    assert {i: n for i, n in listed().items() if i in ids + more} == dict.fromkeys(ids + more, 1)
+
+    settings = AmqpSettings.from_env(os.environ)
+    for _ in range(25):  # killed after taking everything, before moving anything
+        connection = pika.BlockingConnection(amqp.parameters(settings, "killed-listing"))
+        assert len(deadletters.take_all(connection.channel(), dead)) == before + 10
+        connection.close()  # what a kill does: every unacknowledged message goes back ...
+        wait_until(lambda: ready(dead) == before + 10)  # ... once RabbitMQ has seen the close
+    assert {i: n for i, n in listed().items() if i in ids + more} == dict.fromkeys(ids + more, 1)
+
+    connection = pika.BlockingConnection(amqp.parameters(settings, "killed-listing"))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    taken = deadletters.take_all(channel, dead)
+    first = taken[0][1].message_id
+    channel.basic_publish("", dead, taken[0][2], taken[0][1], mandatory=True)  # its copy, confirmed ...
+    connection.close()  # ... and killed before the original's ack
+    wait_until(lambda: ready(dead) == before + 11)
+    seen = listed()
+    assert seen[first] == 2 and all(seen[i] == 1 for i in ids + more if i != first), seen
+    assert stack.queue_depth(dead) == before + 11
