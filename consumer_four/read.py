@@ -40,9 +40,8 @@ def parse_status(payload: dict[str, Any]) -> dict[str, Any]:
     request_id = payload.get("request_id")
     if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.fullmatch(request_id):
         raise Invalid("invalid_message", "request_id must be a valid request id.")
+    # Required: the stored answer goes only to whoever can name what the request asked for.
     asked = payload.get("asked")
-    if asked is None:
-        return {"request_id": request_id}
     if not isinstance(asked, str) or not FINGERPRINT_PATTERN.fullmatch(asked):
         raise Invalid("invalid_message", "asked must be a request's fingerprint.")
     return {"request_id": request_id, "asked": asked}
@@ -54,7 +53,7 @@ def request_status(message: Message, db: Cursor) -> dict[str, Any]:
     if entry is None:
         raise Refused("unknown_request", "No finished request has this id (yet).")
     asked = message.payload.get("asked")
-    if asked is not None and asked != entry.fingerprint:
+    if asked != entry.fingerprint:
         # The id was done for another request first: the one asked about was refused.
         raise Refused("request_id_conflict",
                       "This X-Request-ID was used for a different request first; yours was not carried out.")

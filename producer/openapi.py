@@ -183,9 +183,11 @@ def document() -> dict[str, Any]:
                 "summary": "The stored answer of a finished write",
                 "parameters": [REQUEST_ID, {"name": "request_id", "in": "path", "required": True,
                                             "schema": {"type": "string"}},
-                               {"name": "asked", "in": "query", "required": False,
-                                "description": "As given in a 202's Location: what that request asked "
-                                               "for. Another request's answer under the same id is then "
+                               {"name": "asked", "in": "query", "required": True,
+                                "description": "As given in a 202's Location or a write answer's "
+                                               "Content-Location: what that request asked for. Required: "
+                                               "the stored answer goes only to a caller that can name it. "
+                                               "Another request's answer under the same id is "
                                                "409 request_id_conflict, never passed off as this one's.",
                                 "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}],
                 "responses": {

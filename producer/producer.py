@@ -157,6 +157,9 @@ def _ask(routing_key: str, payload: dict[str, Any], *, write: bool = False) -> d
 
 def _dispatch(routing_key: str, payload: dict[str, Any], *, status: int, write: bool) -> Response:
     """Publish, wait for the consumer, and turn its reply into the HTTP answer."""
+    if write:
+        # Where its answer can be looked up again, by whoever can name what it asked for.
+        g.request_status = f"/requests/{g.request_id}?asked={fingerprint(routing_key, payload)}"
     reply = _ask(routing_key, payload, write=write)
     if reply is None:
         if write:
@@ -166,7 +169,7 @@ def _dispatch(routing_key: str, payload: dict[str, Any], *, status: int, write: 
             request_id = g.request_id
             response = jsonify({"status": "accepted", "request_id": request_id})
             response.status_code = 202
-            response.headers["Location"] = f"/requests/{request_id}?asked={fingerprint(routing_key, payload)}"
+            response.headers["Location"] = g.request_status
             return response
         raise ApiError("consumer_timeout", "No consumer answered in time; try again.")
     return _respond(reply, status)
@@ -334,10 +337,15 @@ def request_status(request_id: str) -> Response:
     """The stored answer of a finished write: the same status and body it would have had."""
     if not REQUEST_ID_PATTERN.fullmatch(request_id):
         raise ApiError("unknown_request", "No finished request has this id.")
-    asked = request.args.get("asked")
-    if asked is not None and not FINGERPRINT_PATTERN.fullmatch(asked):
+    # The stored answer (a student's record, say) goes only to a caller that can name what the
+    # request asked for: the `asked` of the 202's Location or of the answer's Content-Location.
+    asked = _one_arg("asked")
+    if asked is None:
+        raise ApiError("missing_parameter", "asked is required: the value in the Location of the 202, "
+                                            "or the Content-Location of the answer.")
+    if not FINGERPRINT_PATTERN.fullmatch(asked):
         raise ApiError("invalid_parameter", "asked must be the value given in the 202's Location.")
-    reply = _ask(REQUEST_STATUS, stamped({"request_id": request_id, **({"asked": asked} if asked else {})}))
+    reply = _ask(REQUEST_STATUS, stamped({"request_id": request_id, "asked": asked}))
     if reply is None:
         raise ApiError("consumer_timeout", "No consumer answered in time; try again.")
     if not reply.get("ok"):
@@ -448,6 +456,9 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     @app.after_request
     def log_request(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        if g.get("request_status") and "Location" not in response.headers:
+            # A write's answer (its result or its refusal) can be looked up again there.
+            response.headers["Content-Location"] = g.request_status
         seconds = time.monotonic() - g.get("started", time.monotonic())
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         method = request.method if request.method in COUNTED_METHODS else "other"

@@ -374,10 +374,11 @@ class Stack:
         return self.gateway_ip()
 
     def rabbitmq_limits(self, node: Node) -> None:
-        """A maximum length for every work queue, as a policy (it applies to running queues at
-        once): a full queue refuses new messages (the queues' reject-publish overflow), which
-        the producer answers 503 at once, instead of growing until RabbitMQ's memory or disk
-        alarm stops every publisher. The .dead queues have none: no dead letter is dropped."""
+        """The queues' policies (they apply to running queues at once). A maximum length for
+        every work queue: a full queue refuses new messages (the queues' reject-publish
+        overflow), which the producer answers 503 at once, instead of growing until RabbitMQ's
+        memory or disk alarm stops every publisher. The .dead queues have no maximum length,
+        so no dead letter is dropped, and no delivery limit."""
         limit = int(self.get("QUEUE_MAX_LENGTH") or 50000)
         keys = "|".join(re.escape(key) for key in topology.ROUTING_KEYS)
         # The .dead queues: no delivery limit. They have no dead-letter exchange of their own,

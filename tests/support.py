@@ -17,6 +17,7 @@ from typing import Any
 import pika
 import requests
 
+from common.messages import fingerprint
 from scripts.copies import Copy, copy_values, read_values, root_sql, throwaway_copy
 from scripts.copies import free_port as free_port  # tests' public name
 from scripts.stack import Node, compose_command, project_containers, service_container
@@ -219,6 +220,12 @@ def stack_values(previous: Path, project: str = PROJECT, nodes: int = 1) -> dict
         "RABBITMQ_HEARTBEAT_S": str(HEARTBEAT_S),
         "REQUEST_TIMEOUT_S": "5",
     })
+
+
+def status_path(request_id: str, routing_key: str, payload: dict[str, Any]) -> str:
+    """GET /requests/<id> with the proof of what the request asked for (`asked`), as a client
+    that kept the request computes it: the fingerprint of the message the producer published."""
+    return f"/requests/{request_id}?asked={fingerprint(routing_key, payload)}"
 
 
 def unique_srn(prefix: str = "T") -> str:

@@ -35,7 +35,7 @@ from tests.chaos.faults import Injector, containers_state, plan
 from tests.chaos.invariants import REPORTS, check, read_stored, render
 from tests.chaos.load import Client, Hot, Sent, Shared
 from tests.faults.load import settle
-from tests.support import ARTIFACTS, PROJECT, Stack, copy_of_the_system, unique_srn
+from tests.support import ARTIFACTS, PROJECT, Stack, copy_of_the_system, status_path, unique_srn
 
 NODES = int(os.environ.get("RABBITMQ_NODES") or 1)
 DURATION_S = float(os.environ.get("CHAOS_DURATION") or 160)
@@ -59,7 +59,8 @@ def every_service_answers(stack: Stack) -> str:
         ("GET", "/health_check", "consumer_one", {"params": {"message": "probe"}}, 200),
         ("POST", "/insert_record", "consumer_two", {"json": {"Name": "Probe", "SRN": srn, "Section": "P"},
                                                     "headers": {"X-Request-ID": f"probe-{srn}"}}, 201),
-        ("GET", f"/requests/probe-{srn}", "consumer_four", {}, 201),
+        ("GET", status_path(f"probe-{srn}", "insert_record", {"Name": "Probe", "SRN": srn, "Section": "P"}),
+         "consumer_four", {}, 201),
         ("GET", "/read_database", "consumer_four", {"params": {"limit": "1", "after": srn}}, 200),
         ("POST", "/update_record", "consumer_five", {"json": {"SRN": srn, "Section": "Q"}}, 200),
         ("GET", "/delete_record", "consumer_three", {"params": {"SRN": srn}}, 200),

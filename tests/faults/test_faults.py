@@ -26,6 +26,7 @@ from tests.support import (
     healthy,
     pause,
     restart_counts,
+    status_path,
     unique_srn,
     wait_until,
 )
@@ -112,7 +113,8 @@ def test_database_paused_under_load(stack: Stack) -> None:
     assert table.statuses["503"] == table.statuses["504"] == table.present_but_503 == 0, table.row()
     assert table.statuses["202"] > 0, "the pause did not make anything wait"
     for item in [s for s in load.sent if s.status == 202]:
-        stored = requests.get(f"{stack.base_url}/requests/{item.request_id}", timeout=15)
+        stored = requests.get(stack.base_url + status_path(item.request_id, "insert_record", {
+            "Name": f"Load {item.srn}", "SRN": item.srn, "Section": "L"}), timeout=15)
         assert stored.status_code == 201 and stored.json()["record"]["SRN"] == item.srn
     assert stack.queue_depth("insert_record.dead") == dead_before
 

@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.support import ROOT, ROUTING_KEYS, Stack, unique_srn
+from tests.support import ROOT, ROUTING_KEYS, Stack, status_path, unique_srn
 
 DOCUMENT = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text(encoding="utf-8"))
 REGISTRY = Registry().with_resource(
@@ -69,7 +69,8 @@ def test_captured_requests_match_the_document(stack: Stack, channel: Any) -> Non
                               headers={"X-Request-ID": f"tap-{srn}"}),
         lambda: requests.post(f"{base}/update_record", data={"SRN": srn, "Section": "U"}, timeout=15),
         lambda: requests.get(f"{base}/read_database", timeout=15),
-        lambda: requests.get(f"{base}/requests/tap-{srn}", timeout=15),
+        lambda: requests.get(base + status_path(f"tap-{srn}", "insert_record",
+                                                {"Name": "Tapped", "SRN": srn, "Section": "T"}), timeout=15),
         lambda: requests.get(f"{base}/delete_record", params={"SRN": srn}, timeout=15),
         lambda: requests.post(f"{base}/items", json={"sku": srn.lower(), "name": "Tap", "Quantity": 2},
                               timeout=15),

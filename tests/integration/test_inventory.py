@@ -14,7 +14,8 @@ import pika
 import pytest
 import requests
 
-from tests.support import Stack, check_refusal, docker, json_of, unique_srn, wait_until
+from common.inventory import clean_order
+from tests.support import Stack, check_refusal, docker, json_of, status_path, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
 JSON_TYPE = {"Content-Type": "application/json"}
@@ -141,7 +142,7 @@ def test_a_retried_order_is_placed_once_and_its_answer_is_stored(stack: Stack, a
     again = api("POST", "/orders", json={"SKU": sku, "Quantity": 4}, headers={"X-Request-ID": request_id})
     assert first.status_code == again.status_code == 201 and first.json() == again.json()
     assert stock_of(stack, sku) == 6
-    stored = api("GET", f"/requests/{request_id}")
+    stored = api("GET", first.headers["Content-Location"])
     assert stored.status_code == 201 and stored.json() == first.json()
 
     other = api("POST", "/orders", json={"SKU": sku, "Quantity": 1}, headers={"X-Request-ID": request_id})
@@ -152,7 +153,7 @@ def test_a_retried_order_is_placed_once_and_its_answer_is_stored(stack: Stack, a
     for _ in range(2):
         changed = api("POST", f"/items/{sku}/stock", json={"Delta": 7}, headers={"X-Request-ID": change_id})
         assert changed.status_code == 200 and changed.json()["item"]["Quantity"] == 13
-    assert api("GET", f"/requests/{change_id}").json() == changed.json()
+    assert api("GET", changed.headers["Content-Location"]).json() == changed.json()
 
 
 @pytest.mark.parametrize(("routing_key", "payload"), [
@@ -212,9 +213,9 @@ def settled_orders(stack: Stack, sku: str) -> set[str]:
     return {request_id for [request_id] in stack.sql(f"SELECT request_id FROM orders WHERE sku = '{sku}'")}
 
 
-def finished(api: Api, request_id: str) -> requests.Response | None:
-    """The stored answer of a write, once there is one."""
-    response = api("GET", f"/requests/{request_id}")
+def finished(api: Api, path: str) -> requests.Response | None:
+    """The stored answer of a write (its status_path), once there is one."""
+    response = api("GET", path)
     return None if response.status_code == 404 else response
 
 
@@ -227,7 +228,8 @@ def check_never_oversold(stack: Stack, api: Api, sku: str, answers: list[Answer]
         if status == 409:
             assert body["error"] == "insufficient_stock" and request_id not in placed
         elif status == 202:  # confirmed but not answered in time: its stored answer says what became of it
-            stored = wait_until(functools.partial(finished, api, request_id), timeout=60)
+            path = status_path(request_id, "place_order", clean_order({"SKU": sku, "Quantity": 1}))
+            stored = wait_until(functools.partial(finished, api, path), timeout=60)
             assert (stored.status_code == 201) == (request_id in placed), stored.text
         else:
             assert status == 201, (status, body)

@@ -82,7 +82,7 @@ def test_a_retried_update_is_done_once_and_its_answer_is_stored(stack: Stack, ap
     again = api("POST", "/update_record", json=change, headers={"X-Request-ID": request_id})
     assert first.status_code == again.status_code == 200 and first.json() == again.json()
     assert stored(stack, srn) == [["Later", "A"]]
-    assert api("GET", f"/requests/{request_id}").json() == first.json()
+    assert api("GET", first.headers["Content-Location"]).json() == first.json()
     conflict = api("POST", "/update_record", json={**change, "Name": "Other"},
                    headers={"X-Request-ID": request_id})
     assert conflict.status_code == 409 and json_of(conflict)["error"] == "request_id_conflict"

@@ -268,13 +268,19 @@ def test_request_status_reads_the_ledger(worker: Worker) -> None:
     db = fake_db()
     record = {"Name": "A", "SRN": "S1", "Section": "B"}
     reply = worker._transaction(insertion.HANDLER, db, [("req-9", record)])[0]
-    status = read.request_status(Message("ask-1", read.parse_status({"request_id": "req-9"})), db)
+    asked = fingerprint("insert_record", record)
+    status = read.request_status(
+        Message("ask-1", read.parse_status({"request_id": "req-9", "asked": asked})), db)
     assert status == {"routing_key": "insert_record", "reply": reply}
+    with pytest.raises(Refused) as caught:  # the id was used for something else than asked
+        read.request_status(Message("ask-3", {"request_id": "req-9", "asked": "0" * 64}), db)
+    assert caught.value.code == "request_id_conflict"
     with pytest.raises(Refused) as caught:
-        read.request_status(Message("ask-2", {"request_id": "unknown"}), db)
+        read.request_status(Message("ask-2", {"request_id": "unknown", "asked": asked}), db)
     assert caught.value.code == "unknown_request"
-    with pytest.raises(Invalid):
-        read.parse_status({"request_id": "bad id"})
+    for payload in ({"request_id": "bad id", "asked": asked}, {"request_id": "req-9"}):
+        with pytest.raises(Invalid):  # no answer without the proof of what was asked
+            read.parse_status(payload)
 
 
 class Events:

@@ -243,18 +243,36 @@ def test_liveness_and_readiness(client: FlaskClient) -> None:
 def test_stored_answer_of_a_finished_write(client: FlaskClient, broker: FakeBroker) -> None:
     record = {"Name": "A", "SRN": "S1", "Section": "B"}
     broker.reply = ok_reply({"routing_key": "insert_record", "reply": ok_reply({"record": record})})
-    response = client.get("/requests/late-1")
+    asked = fingerprint("insert_record", record)
+    response = client.get(f"/requests/late-1?asked={asked}")
     assert response.status_code == 201 and response.get_json() == {"record": record}
     routing_key, payload, _ = broker.published[0]
-    assert routing_key == "request_status" and payload["request_id"] == "late-1"
+    assert routing_key == "request_status" and (payload["request_id"], payload["asked"]) == ("late-1", asked)
 
     broker.reply = ok_reply({"routing_key": "delete_record", "reply": error_reply("not_found", "gone")})
-    assert_error(client.get("/requests/late-2"), 404, "not_found")
+    assert_error(client.get(f"/requests/late-2?asked={asked}"), 404, "not_found")
+
+
+def test_a_stored_answer_needs_the_proof_of_what_was_asked(client: FlaskClient, broker: FakeBroker) -> None:
+    assert_error(client.get("/requests/late-1"), 400, "missing_parameter")
+    assert_error(client.get("/requests/late-1?asked=nope"), 400, "invalid_parameter")
+    assert broker.published == []
+
+
+def test_every_write_answer_says_where_it_can_be_looked_up(client: FlaskClient, broker: FakeBroker) -> None:
+    broker.reply = ok_reply({"record": RECORD})
+    created = client.post("/insert_record", json=RECORD, headers={"X-Request-ID": "w-9"})
+    asked = fingerprint("insert_record", {"Name": "Asha", "SRN": "PES1", "Section": "A"})
+    assert created.headers["Content-Location"] == f"/requests/w-9?asked={asked}"
+    broker.reply = error_reply("duplicate_srn", "exists")
+    refused = client.post("/insert_record", json=RECORD, headers={"X-Request-ID": "w-10"})
+    assert refused.headers["Content-Location"] == f"/requests/w-10?asked={asked}"
+    assert "Content-Location" not in client.get("/read_database").headers  # a read is not stored
 
 
 def test_unknown_or_malformed_request_id(client: FlaskClient, broker: FakeBroker) -> None:
     broker.reply = error_reply("unknown_request", "not done")
-    assert_error(client.get("/requests/never-seen"), 404, "unknown_request")
+    assert_error(client.get(f"/requests/never-seen?asked={'0' * 64}"), 404, "unknown_request")
     assert_error(client.get("/requests/" + "x" * 65), 404, "unknown_request")
     assert len(broker.published) == 1
 
