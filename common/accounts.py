@@ -68,7 +68,7 @@ def password_setting(service: str) -> str:
     return f"{service.upper()}_PASSWORD"
 
 
-def _names(names: list[str]) -> str:
+def names_pattern(names: list[str]) -> str:
     """A regex matching exactly these names ("^$": none)."""
     return "^(" + "|".join(re.escape(name) for name in names) + ")$" if names else "^$"
 
@@ -79,12 +79,12 @@ def rabbitmq_permissions(service: str) -> tuple[str, str, str]:
         ours = [topology.EXCHANGE, topology.DEAD_LETTER_EXCHANGE, *topology.ROUTING_KEYS,
                 *(topology.dead_letter_queue(key) for key in topology.ROUTING_KEYS)]
         # Writes to the default exchange too: listing dead letters puts each one back.
-        return _names(ours), _names([*ours, DEFAULT_EXCHANGE]), _names(ours)
+        return names_pattern(ours), names_pattern([*ours, DEFAULT_EXCHANGE]), names_pattern(ours)
     if service == PRODUCER:
         # Publishes requests to the exchange; its replies come on direct reply-to,
         # which is not a queue and needs no permission.
-        return "^$", _names([topology.EXCHANGE]), "^$"
-    return "^$", _names([DEFAULT_EXCHANGE]), _names(list(SERVICES[service].queues))
+        return "^$", names_pattern([topology.EXCHANGE]), "^$"
+    return "^$", names_pattern([DEFAULT_EXCHANGE]), names_pattern(list(SERVICES[service].queues))
 
 
 def mysql_grants(service: str, database: str) -> list[tuple[str, str]]:

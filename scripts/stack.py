@@ -380,13 +380,13 @@ class Stack:
         memory or disk alarm stops every publisher. The .dead queues have no maximum length,
         so no dead letter is dropped, and no delivery limit."""
         limit = int(self.get("QUEUE_MAX_LENGTH") or 50000)
-        keys = "|".join(re.escape(key) for key in topology.ROUTING_KEYS)
         # The .dead queues: no delivery limit. They have no dead-letter exchange of their own,
         # so RabbitMQ 4's default limit (20) would drop a dead letter returned that often
         # (a listing killed halfway returns what it held).
-        for name, pattern, definition in (
-                (WORK_QUEUE_POLICY, f"^({keys})$", {"max-length": limit}),
-                (DEAD_QUEUE_POLICY, rf"^({keys})\.dead$", {"delivery-limit": -1})):
+        work = accounts.names_pattern(list(topology.ROUTING_KEYS))
+        dead = accounts.names_pattern([topology.dead_letter_queue(key) for key in topology.ROUTING_KEYS])
+        for name, pattern, definition in ((WORK_QUEUE_POLICY, work, {"max-length": limit}),
+                                          (DEAD_QUEUE_POLICY, dead, {"delivery-limit": -1})):
             run(["docker", "exec", node.container, "rabbitmqctl", "-q", "set_policy", "--apply-to",
                  "queues", "--priority", "0", name, pattern, json.dumps(definition)], capture=True)
 

@@ -148,10 +148,11 @@ class Stack(Copy):
         assert failure is not None
         raise failure
 
-    def queue_depths(self) -> dict[str, int]:
-        """Messages (ready and unacknowledged) in every queue, exact: the management
-        API's figures are samples up to five seconds old."""
-        out = self.rabbitmqctl("list_queues", "name", "messages", "--no-table-headers")
+    def queue_depths(self, column: str = "messages") -> dict[str, int]:
+        """Messages (ready and unacknowledged; or another column of list_queues, such as
+        messages_ready) in every queue, exact: the management API's figures are samples up
+        to five seconds old."""
+        out = self.rabbitmqctl("list_queues", "name", column, "--no-table-headers")
         return {name: int(count) for name, count in (line.split() for line in out.splitlines() if line)}
 
     def queue_depth(self, queue: str) -> int:

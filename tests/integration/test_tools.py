@@ -94,10 +94,6 @@ def test_dead_letters_survive_being_looked_at(stack: Stack, monkeypatch: pytest.
                                                            message_id=message_id), mandatory=True)
                 time.sleep(pause_s)
 
-    def ready(queue: str) -> int:
-        listing = stack.rabbitmqctl("list_queues", "name", "messages_ready", "--no-table-headers")
-        return {name: int(n) for name, n in (line.split() for line in listing.splitlines() if line)}[queue]
-
     def listed() -> collections.Counter[str]:
         capsys.readouterr()
         assert deadletters.main(["list", key]) == 0
@@ -124,8 +120,8 @@ def test_dead_letters_survive_being_looked_at(stack: Stack, monkeypatch: pytest.
     for _ in range(25):  # killed after taking everything, before moving anything
         connection = pika.BlockingConnection(amqp.parameters(settings, "killed-listing"))
         assert len(deadletters.take_all(connection.channel(), dead)) == before + 10
-        connection.close()  # what a kill does: every unacknowledged message goes back ...
-        wait_until(lambda: ready(dead) == before + 10)  # ... once RabbitMQ has seen the close
+        connection.close()  # what a kill does: every unacknowledged message goes back,
+        wait_until(lambda: stack.queue_depths("messages_ready")[dead] == before + 10)  # once seen
     assert {i: n for i, n in listed().items() if i in ids + more} == dict.fromkeys(ids + more, 1)
 
     connection = pika.BlockingConnection(amqp.parameters(settings, "killed-listing"))
@@ -135,7 +131,7 @@ def test_dead_letters_survive_being_looked_at(stack: Stack, monkeypatch: pytest.
     first = taken[0][1].message_id
     channel.basic_publish("", dead, taken[0][2], taken[0][1], mandatory=True)  # its copy, confirmed ...
     connection.close()  # ... and killed before the original's ack
-    wait_until(lambda: ready(dead) == before + 11)
+    wait_until(lambda: stack.queue_depths("messages_ready")[dead] == before + 11)
     seen = listed()
     assert seen[first] == 2 and all(seen[i] == 1 for i in ids + more if i != first), seen
     assert stack.queue_depth(dead) == before + 11

@@ -199,7 +199,7 @@ def test_a_world_readable_env_file_is_narrowed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("bind", "token", "refused"), [
     ("127.0.0.1", "", False), ("localhost", "", False), ("::1", "", False),
-    ("0.0.0.0", "", True), ("192.168.1.5", "", True), ("0.0.0.0", "s3cret", False),  # noqa: S104
+    ("0.0.0.0", "", True), ("198.51.100.5", "", True), ("0.0.0.0", "s3cret", False),  # noqa: S104
 ])
 def test_the_api_is_not_published_beyond_loopback_without_a_token(bind: str, token: str,
                                                                   refused: bool) -> None:
@@ -245,15 +245,15 @@ def test_an_env_from_before_service_accounts_gets_their_passwords(tmp_path: Path
 
 
 @pytest.mark.parametrize(("setting", "desktop", "expected"), [
-    ("auto", False, ["127.0.0.1", "172.30.0.1"]),  # a Linux engine: loopback and the gateway, not the LAN
+    ("auto", False, ["127.0.0.1", "203.0.113.1"]),  # a Linux engine: loopback and the gateway, not the LAN
     ("auto", True, ["0.0.0.0"]),  # noqa: S104 (Docker Desktop's VM has neither address on the host)
-    ("192.168.1.5", False, ["192.168.1.5"]),  # what the user set
+    ("198.51.100.5", False, ["198.51.100.5"]),  # what the user set
 ])
 def test_amqp_is_published_where_the_services_need_it_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, desktop: bool,
         expected: list[str]) -> None:
     monkeypatch.setattr(stack, "docker_desktop", lambda: desktop)
-    monkeypatch.setattr(Stack, "gateway_ip", lambda self: "172.30.0.1")
+    monkeypatch.setattr(Stack, "gateway_ip", lambda self: "203.0.113.1")
     settings = Stack(tmp_path / ".env")
     settings.values = {**settings.defaults, "RABBITMQ_AMQP_BIND": setting}
     assert settings.amqp_binds() == expected
