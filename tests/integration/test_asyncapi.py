@@ -104,7 +104,7 @@ def test_real_replies_match_the_document(stack: Stack, channel: Any) -> None:
         "insert_record": {"Name": "Direct", "SRN": srn, "Section": "D"},
         "update_record": {"SRN": srn, "Name": "Directly updated"},
         "read_database": {"sent_at": time.time()},
-        "request_status": {"request_id": "never-seen-before", "sent_at": time.time()},
+        "request_status": {"request_id": "never-seen-before", "asked": "0" * 64, "sent_at": time.time()},
         "delete_record": {"SRN": srn},
         "create_item": {"SKU": srn, "Name": "Direct", "Quantity": 1},
         "adjust_stock": {"SKU": srn, "Delta": 2},
