@@ -99,7 +99,8 @@ class DbSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, admin: bool = False) -> DbSettings:
-        """The service's own account, or with `admin` root through the socket (migrations only)."""
+        """The service's own account, or with `admin` root through the socket (migrate's
+        account step only)."""
         user = "root" if admin else _text(env, "MYSQL_USER")
         password = _text(env, "MYSQL_ROOT_PASSWORD" if admin else "MYSQL_PASSWORD")
         return cls(

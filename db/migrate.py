@@ -1,9 +1,11 @@
-"""Apply the numbered migrations in db/migrations, then the grants.
+"""Apply the numbered migrations in db/migrations, then every account and its grants.
 
-Runs as the one-shot `migrate` service of docker-compose.yml, with the
-administrative account, before any other service starts. Each file runs
-once, in the order of its number, and is recorded in `schema_migrations`,
-so a later schema change reaches a database whose volume already exists.
+Runs as the one-shot `migrate` service of docker-compose.yml, before any other
+service starts. root (on localhost only, through the db container's socket)
+makes the accounts of common/accounts.py; the migrations themselves run as
+their own account, `migrate`. Each file runs once, in the order of its number,
+and is recorded in `schema_migrations`, so a later schema change reaches a
+database whose volume already exists.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def main() -> None:
     root.close()
 
 
-def migrate(conn: Any, log: Any) -> set[int]:
+def migrate(conn: Any, log: logs.EventLogger) -> set[int]:
     """The numbered migrations the database has not seen yet, in order; the versions applied."""
     cursor = conn.cursor()
     cursor.execute(
