@@ -34,16 +34,18 @@ class Account:
     grants: tuple[tuple[str, str], ...] = ()  # (privileges, table)
 
 
-# The ledger (`requests`): every write consumer reads it and adds its answer;
-# nothing ever changes or deletes an entry.
+# The ledger (`requests`): every write consumer reads it and adds its answer. Only
+# consumer_three changes entries: it erases a deleted student's data from their answers
+# (UPDATE of the answer and its subject) and deletes expired entries (DELETE).
 LEDGER = (("SELECT, INSERT", "requests"),)
+LEDGER_KEEPER = (("SELECT, INSERT, UPDATE (reply, subject), DELETE", "requests"),)
 
 SERVICES: dict[str, Account] = {
     PRODUCER: Account(),
     "consumer_one": Account((topology.HEALTH_CHECK,)),
     "consumer_two": Account((topology.INSERT_RECORD,), (("INSERT", "students"), *LEDGER)),
     # SELECT ... FOR UPDATE needs SELECT and one of UPDATE, DELETE or LOCK TABLES.
-    "consumer_three": Account((topology.DELETE_RECORD,), (("SELECT, DELETE", "students"), *LEDGER)),
+    "consumer_three": Account((topology.DELETE_RECORD,), (("SELECT, DELETE", "students"), *LEDGER_KEEPER)),
     "consumer_four": Account((topology.READ_DATABASE, topology.REQUEST_STATUS),
                              (("SELECT", "students"), ("SELECT", "requests"))),
     "consumer_five": Account((topology.UPDATE_RECORD,),

@@ -130,6 +130,10 @@ class Settings:
     metrics_port: int
     # The Host names the producer answers to (DNS rebinding): loopback's, and ALLOWED_HOSTS'.
     allowed_hosts: frozenset[str] = LOOPBACK_HOSTS
+    # The request ledger keeps each answer this long (a retry within it is answered from
+    # the ledger); the consumer that prunes it looks for expired entries this often.
+    ledger_retention_s: float = 24 * 3600.0
+    ledger_prune_every_s: float = 60.0
 
     @classmethod
     def from_env(
@@ -150,4 +154,6 @@ class Settings:
             metrics_port=_integer(env, "CONSUMER_METRICS_PORT", 9100),
             allowed_hosts=LOOPBACK_HOSTS | {
                 host.strip().lower() for host in env.get("ALLOWED_HOSTS", "").split(",") if host.strip()},
+            ledger_retention_s=_number(env, "LEDGER_RETENTION_H", 24.0) * 3600,
+            ledger_prune_every_s=_number(env, "LEDGER_PRUNE_INTERVAL_S", 60.0, minimum=0.1),
         )

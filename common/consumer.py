@@ -51,6 +51,8 @@ from common.db import (
     LedgerConflict,
     LedgerEntry,
     ledger_entries,
+    ledger_erase,
+    ledger_prune,
     ledger_record,
 )
 from common.messages import (
@@ -93,6 +95,12 @@ class Handler:
     # Commit the messages already delivered together, in one transaction, and ack them
     # together after it: a commit per message is the write path's ceiling.
     batch: bool = False
+    # The payload field naming whose personal data the answer holds (a student's SRN):
+    # the ledger keeps it beside the answer, so that erasing that person finds it.
+    subject: str | None = None
+    # The request erases its subject (a delete): every answer stored earlier for the same
+    # subject loses its data, in the same transaction. Its own answer is kept, for a retry.
+    erases: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,12 @@ class Message:
 
 # Attempts after a LedgerConflict before the message is given back to its queue.
 LEDGER_CONFLICT_RETRIES = 5
+# Expired ledger entries deleted per transaction: each batch is short, and messages are
+# served between batches, so pruning a large backlog never holds the queue up for long.
+LEDGER_PRUNE_BATCH = 1000
+# While a backlog lasts, the pause after a batch, as a multiple of the batch's own time:
+# pruning takes at most a quarter of the time, so the writes keep most of the database.
+LEDGER_PRUNE_PAUSE = 3.0
 # The answer to a message that a bug kept from being carried out or answered.
 INTERNAL_ERROR = error_reply("internal_error", "The request could not be processed.")
 
@@ -115,11 +129,15 @@ Delivery = tuple[Handler, Basic.Deliver, BasicProperties, bytes]
 
 
 class Worker:
-    def __init__(self, settings: Settings, handlers: Sequence[Handler], log: logs.EventLogger):
+    def __init__(self, settings: Settings, handlers: Sequence[Handler], log: logs.EventLogger,
+                 prunes_ledger: bool = False):
         self.settings = settings
         self.handlers = {handler.routing_key: handler for handler in handlers}
         self.log = log
         self.db = Database(settings.db) if settings.db is not None else None
+        # One consumer deletes the ledger's expired entries, between its messages.
+        self.prunes_ledger = prunes_ledger and self.db is not None
+        self.prune_due = 0.0  # time.monotonic() of the next pruning pass
         self.stopping = False
         # Since the last successful connect: the next retry's backoff grows with it.
         self.failed_connects = 0
@@ -189,9 +207,13 @@ class Worker:
             self.failed_connects = 0
             while not self.stopping:
                 ALIVE_FILE.touch()
-                connection.process_data_events(time_limit=1)
+                # Wait for messages no longer than the next pruning pass is due.
+                wait = min(1.0, max(0.0, self.prune_due - time.monotonic())) if self.prunes_ledger else 1.0
+                connection.process_data_events(time_limit=wait)
                 while inbox:
                     self._process_next(connection, channel, inbox)
+                if self.prunes_ledger and self.prune_due <= time.monotonic():
+                    self._prune_ledger()
             # SIGTERM: take no more, finish what was already delivered, then go.
             for tag in tags:
                 channel.basic_cancel(tag)
@@ -202,6 +224,29 @@ class Worker:
             if connection.is_open:
                 with contextlib.suppress(pika.exceptions.AMQPError):
                     connection.close()
+
+    def _prune_ledger(self) -> None:
+        """One batch of expired ledger entries deleted; the next one soon while a backlog lasts
+        (after LEDGER_PRUNE_PAUSE times this one's time), else after LEDGER_PRUNE_INTERVAL_S.
+        A failure waits for the next pass."""
+        assert self.db is not None
+        every = self.settings.ledger_prune_every_s
+        started = time.monotonic()
+        try:
+            pruned = self.db.run(functools.partial(
+                ledger_prune, retention_s=self.settings.ledger_retention_s, batch=LEDGER_PRUNE_BATCH))
+        except Exception as exc:  # the database away, or a bug: the messages go on regardless
+            self.log.warning("ledger_prune_failed", error=repr(exc), retry_in_s=every)
+            self.prune_due = time.monotonic() + every
+            return
+        if pruned:
+            metrics.LEDGER_PRUNED.inc(pruned)
+            self.log.info("ledger_pruned", entries=pruned,
+                          retention_h=round(self.settings.ledger_retention_s / 3600, 3))
+        now = time.monotonic()
+        backlog = pruned >= LEDGER_PRUNE_BATCH
+        # (A batch slowed by a lock wait does not stop the pruning for long.)
+        self.prune_due = now + (min(1.0, (now - started) * LEDGER_PRUNE_PAUSE) if backlog else every)
 
     def _process_next(self, connection: pika.BlockingConnection, channel: BlockingChannel,
                       inbox: deque[Delivery]) -> None:
@@ -467,8 +512,9 @@ class Worker:
             entry = done.get(request_id)
             if entry is None:
                 reply = self._answer(handler, request_id, payload, cursor)
+                subject = payload.get(handler.subject) if handler.subject else None
                 # The same request again later in this batch (a client's retry) is a replay.
-                new[request_id] = done[request_id] = LedgerEntry(key, asked, reply)
+                new[request_id] = done[request_id] = LedgerEntry(key, asked, reply, subject)
             elif entry.fingerprint != asked:
                 reply = error_reply(
                     "request_id_conflict",
@@ -491,7 +537,10 @@ class Worker:
         if undo is not None:
             undo.execute("SAVEPOINT message")  # a new one replaces the last: no release needed
         try:
-            return ok_reply(handler.handle(Message(request_id, work), cursor))
+            result = handler.handle(Message(request_id, work), cursor)
+            if handler.erases and handler.subject and cursor is not None:
+                ledger_erase(cursor, work[handler.subject])
+            return ok_reply(result)
         except Refused as exc:
             if undo is not None:
                 undo.execute("ROLLBACK TO SAVEPOINT message")
@@ -510,15 +559,16 @@ class Worker:
         )
 
 
-def run(service: str, *handlers: Handler) -> None:
-    """Entry point of a consumer process: serve its queues until SIGTERM."""
+def run(service: str, *handlers: Handler, prunes_ledger: bool = False) -> None:
+    """Entry point of a consumer process: serve its queues until SIGTERM (and, where
+    `prunes_ledger`, delete the request ledger's expired entries between messages)."""
     try:
         settings = Settings.from_env(service, needs_db=any(h.uses_db for h in handlers))
     except ConfigError as exc:
         print(f"{service}: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     log = logs.setup(service, settings.log_level)
-    worker = Worker(settings, handlers, log)
+    worker = Worker(settings, handlers, log, prunes_ledger=prunes_ledger)
     # A Python PID 1 ignores SIGTERM unless it installs a handler.
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)

@@ -20,7 +20,7 @@ from mysql.connector.abstracts import MySQLConnectionAbstract, MySQLCursorAbstra
 from mysql.connector.pooling import PooledMySQLConnection
 
 from common.config import DbSettings
-from common.messages import Refused
+from common.messages import Refused, erased_reply
 
 T = TypeVar("T")
 Cursor = MySQLCursorAbstract
@@ -215,6 +215,8 @@ class LedgerEntry(NamedTuple):
     routing_key: str
     fingerprint: str
     reply: dict[str, Any]
+    # Whose personal data the reply holds (a student's SRN): erased with their record.
+    subject: str | None = None
 
 
 def ledger_lookup(cursor: Cursor, request_id: str) -> LedgerEntry | None:
@@ -240,11 +242,40 @@ def ledger_record(cursor: Cursor, entries: dict[str, LedgerEntry]) -> None:
     try:
         # mysql-connector turns executemany of an INSERT into one multi-row statement.
         cursor.executemany(
-            "INSERT INTO requests (request_id, routing_key, fingerprint, reply) VALUES (%s, %s, %s, %s)",
-            [(request_id, entry.routing_key, entry.fingerprint, json.dumps(entry.reply, ensure_ascii=False))
-             for request_id, entry in entries.items()],
+            "INSERT INTO requests (request_id, routing_key, fingerprint, reply, subject)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            [(request_id, entry.routing_key, entry.fingerprint, json.dumps(entry.reply, ensure_ascii=False),
+              entry.subject) for request_id, entry in entries.items()],
         )
     except mysql.connector.IntegrityError as exc:
         if is_duplicate_key(exc):
             raise LedgerConflict(", ".join(entries)) from exc
         raise
+
+
+def ledger_erase(cursor: Cursor, subject: str) -> int:
+    """Erase a subject's personal data from the answers the ledger keeps: each keeps that
+    its request happened, its status and its error code, not the data. Returns how many."""
+    cursor.execute("SELECT request_id, reply FROM requests WHERE subject = %s FOR UPDATE", (subject,))
+    found = rows(cursor)
+    if found:
+        # One UPDATE per entry (the connector sends executemany of an UPDATE one by one):
+        # a subject has a few entries, the writes of its record.
+        cursor.executemany(
+            "UPDATE requests SET reply = %s, subject = NULL WHERE request_id = %s",
+            [(json.dumps(erased_reply(json.loads(str(reply))), ensure_ascii=False), request_id)
+             for request_id, reply in found],
+        )
+    return len(found)
+
+
+def ledger_prune(cursor: Cursor, retention_s: float, batch: int) -> int:
+    """Delete up to `batch` ledger entries older than `retention_s` (the oldest first), by the
+    database's clock; returns how many. Small batches on the created_at index, under READ
+    COMMITTED (the connection's level: no gap locks), so new entries are never waited on."""
+    cursor.execute(
+        "DELETE FROM requests WHERE created_at < CURRENT_TIMESTAMP(3) - INTERVAL %s SECOND"
+        " ORDER BY created_at LIMIT %s",
+        (int(retention_s), batch),
+    )
+    return int(cursor.rowcount)

@@ -247,3 +247,13 @@ def error_reply(code: str, message: str, details: dict[str, str] | None = None) 
     if details:
         reply["details"] = details
     return reply
+
+
+ERASED = "The record this answer was about has been deleted; its data is not kept."
+
+
+def erased_reply(reply: dict[str, Any]) -> dict[str, Any]:
+    """A stored answer without the personal data it held: its outcome and error code only."""
+    if reply.get("ok"):
+        return ok_reply({"erased": True, "message": ERASED})
+    return error_reply(str(reply.get("error", "internal_error")), ERASED)

@@ -3,6 +3,7 @@
     consumer_messages_total{queue, outcome}   ok | refused | expired | invalid | failed | requeued
     consumer_dead_lettered_total{queue}       set aside in <queue>.dead
     consumer_handling_seconds{queue}          from taking a message to acknowledging it
+    consumer_ledger_pruned_total              expired request-ledger entries deleted
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ DEAD_LETTERED = Counter("consumer_dead_lettered", "Messages rejected to the dead
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 HANDLING = Histogram("consumer_handling_seconds", "Time from taking a message to acknowledging it",
                      ["queue"], buckets=BUCKETS)
+LEDGER_PRUNED = Counter("consumer_ledger_pruned", "Expired request-ledger entries deleted")
 
 
 def serve(port: int) -> None:

@@ -1,13 +1,14 @@
-"""The RabbitMQ topology of the contract, declared by every service.
+"""The RabbitMQ topology of the contract, declared once by the operator's `topology` job.
 
-Declarations are idempotent, so whichever service starts first creates it and
-start order does not matter. Queue arguments can never change once a queue
-exists, so they live here and nowhere else.
+A queue is declared with the arguments that can never change (its type, its
+durability). What an operator may tune (the delivery limit, dead-lettering,
+overflow, the maximum length) is the queues' policy, `work_queue_policy`, which
+`make up` applies: a changed setting reaches running queues without a redeclare.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 EXCHANGE = "microservices"
 DEAD_LETTER_EXCHANGE = "microservices.dlx"
@@ -32,43 +33,56 @@ ROUTING_KEYS = (
     CREATE_ITEM, READ_ITEMS, ADJUST_STOCK, PLACE_ORDER, READ_ORDERS,
 )
 
+# The policies' names, and their defaults (DELIVERY_LIMIT and QUEUE_MAX_LENGTH in .env).
+WORK_QUEUE_POLICY = "work-queue-limits"
+DEAD_QUEUE_POLICY = "dead-letter-queues"
 DELIVERY_LIMIT = 5
-
-
-class Channel(Protocol):
-    """The part of pika's BlockingChannel that declaring needs."""
-
-    def exchange_declare(self, exchange: str, exchange_type: str, durable: bool) -> Any: ...
-
-    def queue_declare(self, queue: str, durable: bool, arguments: dict[str, Any]) -> Any: ...
-
-    def queue_bind(self, queue: str, exchange: str, routing_key: str) -> Any: ...
+QUEUE_MAX_LENGTH = 50000
+# The arguments of a quorum queue that a policy may set instead: a queue declared with
+# them by an earlier version keeps them (RabbitMQ never changes a queue's arguments).
+TUNABLE_ARGUMENTS = frozenset({
+    "x-delivery-limit", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+    "x-dead-letter-strategy", "x-overflow", "x-max-length",
+})
 
 
 def dead_letter_queue(routing_key: str) -> str:
     return f"{routing_key}.dead"
 
 
-def queue_arguments(routing_key: str) -> dict[str, Any]:
+def queue_arguments() -> dict[str, Any]:
+    """What a queue is declared with: what can never change. The rest is its policy."""
+    return {"x-queue-type": "quorum"}
+
+
+def legacy_queue_arguments(routing_key: str) -> dict[str, Any]:
+    """What versions before the policies declared a work queue with (their tunables fixed)."""
     return {
         "x-queue-type": "quorum",
         "x-delivery-limit": DELIVERY_LIMIT,
         "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
         "x-dead-letter-routing-key": routing_key,
-        # At-least-once dead-lettering never drops a message on its way to
-        # the .dead queue; RabbitMQ requires reject-publish overflow for it.
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
 
 
-def declare(channel: Channel, routing_keys: tuple[str, ...] = ROUTING_KEYS) -> None:
-    """Declare the exchanges, the work queues and their dead-letter queues."""
-    channel.exchange_declare(exchange=EXCHANGE, exchange_type="direct", durable=True)
-    channel.exchange_declare(exchange=DEAD_LETTER_EXCHANGE, exchange_type="direct", durable=True)
-    for key in routing_keys:
-        channel.queue_declare(queue=key, durable=True, arguments=queue_arguments(key))
-        channel.queue_bind(queue=key, exchange=EXCHANGE, routing_key=key)
-        dead = dead_letter_queue(key)
-        channel.queue_declare(queue=dead, durable=True, arguments={"x-queue-type": "quorum"})
-        channel.queue_bind(queue=dead, exchange=DEAD_LETTER_EXCHANGE, routing_key=key)
+def work_queue_policy(delivery_limit: int = DELIVERY_LIMIT,
+                      max_length: int = QUEUE_MAX_LENGTH) -> dict[str, Any]:
+    """The work queues' policy. A message redelivered `delivery_limit` times goes to
+    <queue>.dead (the dead-letter exchange routes it by its own routing key, the queue's
+    name); at-least-once dead-lettering never drops one on the way, and RabbitMQ requires
+    reject-publish overflow for it: a full queue refuses new messages (the producer's 503)."""
+    return {
+        "delivery-limit": delivery_limit,
+        "dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "dead-letter-strategy": "at-least-once",
+        "overflow": "reject-publish",
+        "max-length": max_length,
+    }
+
+
+# The .dead queues: no delivery limit. They have no dead-letter exchange of their own, so
+# RabbitMQ 4's default limit (20) would drop a dead letter returned that often (a listing
+# killed halfway returns what it held). No maximum length: no dead letter is refused.
+DEAD_QUEUE_DEFINITION: dict[str, Any] = {"delivery-limit": -1}

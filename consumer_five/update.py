@@ -24,7 +24,7 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
 
 
 # It refuses before it updates: nothing to undo, no savepoint.
-HANDLER = Handler(UPDATE_RECORD, update_from_json, handle, ledger=True, savepoint=False)
+HANDLER = Handler(UPDATE_RECORD, update_from_json, handle, ledger=True, savepoint=False, subject="SRN")
 
 if __name__ == "__main__":
     run("consumer_five", HANDLER)

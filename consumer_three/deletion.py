@@ -26,8 +26,10 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
     return {"deleted": {"Name": name, "SRN": stored_srn, "Section": section}}
 
 
-# It refuses before it deletes: nothing to undo, no savepoint.
-HANDLER = Handler(DELETE_RECORD, parse, handle, ledger=True, savepoint=False)
+# It refuses before it deletes: nothing to undo, no savepoint. Deleting a student erases
+# their data from the answers the ledger kept (their insert's, their updates').
+HANDLER = Handler(DELETE_RECORD, parse, handle, ledger=True, savepoint=False, subject="SRN", erases=True)
 
 if __name__ == "__main__":
-    run("consumer_three", HANDLER)
+    # The service that erases also prunes: the ledger's expired entries, between messages.
+    run("consumer_three", HANDLER, prunes_ledger=True)

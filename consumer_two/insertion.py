@@ -21,7 +21,8 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
 
 
 # Its one INSERT is what refuses (a duplicate SRN): nothing to undo, no savepoint.
-HANDLER = Handler(INSERT_RECORD, record_from_json, handle, ledger=True, savepoint=False, batch=True)
+HANDLER = Handler(INSERT_RECORD, record_from_json, handle, ledger=True, savepoint=False, batch=True,
+                  subject="SRN")
 
 if __name__ == "__main__":
     run("consumer_two", HANDLER)

@@ -90,19 +90,25 @@ def main() -> None:
     grants = GRANTS.read_text(encoding="utf-8").format(user=probe_user, database=admin.database)
     for statement in statements(grants):
         cursor.execute(statement)
-    cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+    cursor.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s",
                    (admin.database,))
-    tables = {str(name) for (name,) in rows(cursor)}
+    columns = {(str(table), str(column)) for table, column in rows(cursor)}
+    tables = {table for table, _ in columns}
     for service in accounts.DATABASE_SERVICES:
-        # A grant on a table no migration has made yet waits for the run that makes it.
+        # A grant on a table or a column no migration has made yet waits for the run that makes it.
         grants_of = [grant for table, grant in accounts.mysql_grants(service, admin.database)
-                     if table in tables]
+                     if table in tables and {(table, c) for c in granted_columns(grant)} <= columns]
         for statement, values in account(service, os.environ[accounts.password_setting(service)], grants_of):
             cursor.execute(statement, values)
     root.commit()
     log.info("schema_ready", versions=sorted(applied), migrations_by=accounts.MIGRATOR,
              probe_user=probe_user, service_users=list(accounts.DATABASE_SERVICES))
     root.close()
+
+
+def granted_columns(grant: str) -> set[str]:
+    """The columns a GRANT names ("UPDATE (name, section)" names two)."""
+    return {column.strip() for listed in re.findall(r"\(([^)]*)\)", grant) for column in listed.split(",")}
 
 
 def migrate(conn: Any, log: logs.EventLogger) -> set[int]:

@@ -374,21 +374,28 @@ class Stack:
         return self.gateway_ip()
 
     def rabbitmq_limits(self, node: Node) -> None:
-        """The queues' policies (they apply to running queues at once). A maximum length for
-        every work queue: a full queue refuses new messages (the queues' reject-publish
-        overflow), which the producer answers 503 at once, instead of growing until RabbitMQ's
-        memory or disk alarm stops every publisher. The .dead queues have no maximum length,
-        so no dead letter is dropped, and no delivery limit."""
-        limit = int(self.get("QUEUE_MAX_LENGTH") or 50000)
-        # The .dead queues: no delivery limit. They have no dead-letter exchange of their own,
-        # so RabbitMQ 4's default limit (20) would drop a dead letter returned that often
-        # (a listing killed halfway returns what it held).
+        """The queues' policies, which apply to running queues at once: what an operator may
+        tune (DELIVERY_LIMIT, QUEUE_MAX_LENGTH, dead-lettering, overflow) lives here, not in
+        the queues' arguments, which can never change (common/topology.py). A full work
+        queue refuses new messages, which the producer answers 503 at once, instead of
+        growing until RabbitMQ's memory or disk alarm stops every publisher."""
         work = accounts.names_pattern(list(topology.ROUTING_KEYS))
         dead = accounts.names_pattern([topology.dead_letter_queue(key) for key in topology.ROUTING_KEYS])
-        for name, pattern, definition in ((WORK_QUEUE_POLICY, work, {"max-length": limit}),
-                                          (DEAD_QUEUE_POLICY, dead, {"delivery-limit": -1})):
+        definition = topology.work_queue_policy(
+            delivery_limit=self.positive_setting("DELIVERY_LIMIT", topology.DELIVERY_LIMIT),
+            max_length=self.positive_setting("QUEUE_MAX_LENGTH", topology.QUEUE_MAX_LENGTH))
+        for name, pattern, applied in ((topology.WORK_QUEUE_POLICY, work, definition),
+                                       (topology.DEAD_QUEUE_POLICY, dead, topology.DEAD_QUEUE_DEFINITION)):
             run(["docker", "exec", node.container, "rabbitmqctl", "-q", "set_policy", "--apply-to",
-                 "queues", "--priority", "0", name, pattern, json.dumps(definition)], capture=True)
+                 "queues", "--priority", "0", name, pattern, json.dumps(applied)], capture=True)
+        say(f"queue policies: delivery limit {definition['delivery-limit']}, "
+            f"at most {definition['max-length']} ready messages per work queue")
+
+    def positive_setting(self, key: str, default: int) -> int:
+        raw = self.get(key) or str(default)
+        if not raw.isdigit() or int(raw) < 1:
+            fail(f"{key}={raw}: say a whole number of at least 1")
+        return int(raw)
 
     def rabbitmq_accounts(self, node: Node) -> None:
         """Each service's own user with only its permissions (common/accounts.py); idempotent.
@@ -562,7 +569,10 @@ class Stack:
         self.discovered = {"RABBITMQ_HOST": gateway, **images}
         if len(self.nodes()) > 1:
             self.discovered["RABBITMQ_PORTS"] = ports
-        self.compose("up", "--detach", "--build", "--remove-orphans")
+        if self.compose("up", "--detach", "--build", "--remove-orphans", check=False).returncode != 0:
+            # A one-shot job that failed (a topology conflict, a migration) says why in its log.
+            self.compose("logs", "--no-color", "--tail", "5", "migrate", "topology", check=False)
+            fail("compose up failed: the one-shot jobs' last lines are above (docs/troubleshooting.md)")
         self.wait_until_healthy()
         self.compose("exec", "-T", "db", "sh", "-c", f'echo "$0" > {ENGINE_FILE}',
                      f"{database.name} {'.'.join(map(str, database.version))}", capture=True)
@@ -697,9 +707,6 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-# The policies of the work queues and of the .dead queues (rabbitmq_limits).
-WORK_QUEUE_POLICY = "work-queue-limits"
-DEAD_QUEUE_POLICY = "dead-letter-queues"
 
 # Which Compose runs the stack: COMPOSE_CLI=v2 (`docker compose`), v1 (`docker-compose`),
 # or auto: v2 where present, else v1. Both are tested (README, Prerequisites).
@@ -842,7 +849,7 @@ def smoke(pytest_args: Sequence[str]) -> int:
 # contract, the inventory, the update, and the schema and engine handling.
 MARIADB_IMAGE = "mariadb:11.8"
 MARIADB_TESTS = tuple(f"tests/integration/test_{name}.py" for name in (
-    "assignment", "contract", "inventory", "update", "migrations", "database_engines"))
+    "assignment", "contract", "inventory", "update", "migrations", "database_engines", "ledger"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -851,8 +858,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env",
                         help="settings file (default: .env, created from .env.example)")
-    parser.add_argument("command", choices=["up", "down", "clean", "test", "test-mariadb", "smoke", "bench",
-                                            "status", "dead-letters", "replay-dead", "logs", "ps"])
+    parser.add_argument("command", choices=[
+        "up", "down", "clean", "test", "test-mariadb", "smoke", "bench", "status", "dead-letters",
+        "replay-dead", "logs", "ps", "policies"])
     args, rest = parser.parse_known_args(argv)
     stack = Stack(args.env_file.resolve())
     if args.command == "up":
@@ -875,6 +883,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "status":
         stack.load()
         stack.status()
+    elif args.command == "policies":  # DELIVERY_LIMIT or QUEUE_MAX_LENGTH changed: onto the running queues
+        stack.load()
+        stack.rabbitmq_limits(stack.nodes()[0])
     elif args.command in {"dead-letters", "replay-dead"}:
         if args.command == "replay-dead" and len(rest) != 1:
             fail("say which queue: replay-dead <routing key>  (make replay-dead QUEUE=insert_record)")

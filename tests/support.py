@@ -64,11 +64,12 @@ class Stack(Copy):
     def amqp_port(self) -> int:
         return int(self.values["RABBITMQ_AMQP_PORT"])
 
-    def script(self, *args: str) -> str:
-        """The output of a scripts/stack.py command on this copy, which must succeed."""
+    def script(self, *args: str, settings: dict[str, str] | None = None) -> str:
+        """The output of a scripts/stack.py command on this copy (with `settings` on top of its
+        own, as an operator's edited .env), which must succeed."""
         result = subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "stack.py"), "--env-file", str(self.env_file), *args],
-            capture_output=True, text=True, env=self.process_env(), timeout=120,
+            capture_output=True, text=True, env={**self.process_env(), **(settings or {})}, timeout=120,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
@@ -220,6 +221,8 @@ def stack_values(previous: Path, project: str = PROJECT, nodes: int = 1) -> dict
         "MYSQL_DATABASE": "school",
         "RABBITMQ_HEARTBEAT_S": str(HEARTBEAT_S),
         "REQUEST_TIMEOUT_S": "5",
+        # Expired ledger entries go within seconds (tests/integration/test_ledger.py).
+        "LEDGER_PRUNE_INTERVAL_S": "2",
     })
 
 

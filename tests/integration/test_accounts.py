@@ -24,8 +24,7 @@ TABLE_DENIED, COLUMN_DENIED, LOGIN_DENIED = 1142, 1143, 1045
 
 # Every account may do none of these.
 NOBODY_MAY = {
-    "DELETE FROM requests": TABLE_DENIED,
-    "UPDATE requests SET reply = ''": TABLE_DENIED,
+    "UPDATE requests SET fingerprint = ''": TABLE_DENIED,
     "CREATE TABLE sneaky (id INT)": TABLE_DENIED,
     "DROP TABLE students": TABLE_DENIED,
     "SELECT user FROM mysql.user": TABLE_DENIED,
@@ -33,9 +32,13 @@ NOBODY_MAY = {
 FORBIDDEN_SQL = {
     "consumer_two": {"SELECT srn FROM students": TABLE_DENIED, "DELETE FROM students": TABLE_DENIED,
                      "UPDATE students SET name = 'x'": TABLE_DENIED, "SELECT sku FROM items": TABLE_DENIED},
+    # The ledger's keeper: it erases answers (reply, subject) and deletes expired entries,
+    # and changes nothing else of an entry.
     "consumer_three": {"INSERT INTO students (srn, name, section) VALUES ('X', 'x', 'x')": TABLE_DENIED,
                        "UPDATE students SET name = 'x'": TABLE_DENIED, "SELECT sku FROM items": TABLE_DENIED,
-                       "SELECT order_id FROM orders": TABLE_DENIED},
+                       "SELECT order_id FROM orders": TABLE_DENIED,
+                       "UPDATE requests SET fingerprint = ''": COLUMN_DENIED,
+                       "UPDATE requests SET routing_key = ''": COLUMN_DENIED},
     "consumer_four": {"DELETE FROM students": TABLE_DENIED,
                       "INSERT INTO students (srn, name, section) VALUES ('X', 'x', 'x')": TABLE_DENIED,
                       "UPDATE students SET name = 'x'": TABLE_DENIED,
@@ -87,9 +90,14 @@ def try_sql(stack: Stack, service: str, statements: list[str], *, env: dict[str,
     return json.loads(out)
 
 
+# Only consumer_three may change or delete the ledger's entries.
+LEDGER_CHANGES = {"DELETE FROM requests": TABLE_DENIED, "UPDATE requests SET reply = ''": TABLE_DENIED}
+
+
 @pytest.mark.parametrize("service", sorted(FORBIDDEN_SQL))
 def test_each_database_account_is_refused_everything_beyond_its_job(stack: Stack, service: str) -> None:
-    forbidden = {**NOBODY_MAY, **FORBIDDEN_SQL[service]}
+    ledger = {} if service == "consumer_three" else LEDGER_CHANGES
+    forbidden = {**NOBODY_MAY, **ledger, **FORBIDDEN_SQL[service]}
     assert try_sql(stack, service, list(forbidden)) == forbidden
 
 

@@ -10,21 +10,23 @@ from collections.abc import Callable
 
 import requests
 
-from scripts.stack import DEAD_QUEUE_POLICY, ROOT, WORK_QUEUE_POLICY, parse_env_file
+from common.topology import DEAD_QUEUE_POLICY, WORK_QUEUE_POLICY, work_queue_policy
+from scripts.stack import ROOT, parse_env_file
 from tests.support import ROUTING_KEYS, Stack, docker, healthy, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
 
 
-def work_queue_policy(stack: Stack) -> dict[str, object]:
+def policy_of_work_queues(stack: Stack) -> dict[str, object]:
     policies = json.loads(stack.rabbitmqctl("list_policies", "--formatter", "json"))
     [ours] = [p for p in policies if p["name"] == WORK_QUEUE_POLICY]
     return dict(ours)
 
 
-def set_max_length(stack: Stack, pattern: str, length: int) -> None:
-    stack.rabbitmqctl("set_policy", "--apply-to", "queues", WORK_QUEUE_POLICY, pattern,
-                      json.dumps({"max-length": length}))
+def set_max_length(stack: Stack, policy: dict[str, object], length: int) -> None:
+    definition = {**json.loads(str(policy["definition"])), "max-length": length}
+    stack.rabbitmqctl("set_policy", "--apply-to", "queues", WORK_QUEUE_POLICY, str(policy["pattern"]),
+                      json.dumps(definition))
 
 
 def answered(api: Api, location: str) -> bool:
@@ -34,8 +36,8 @@ def answered(api: Api, location: str) -> bool:
 def test_every_work_queue_is_bounded_and_no_dead_letter_queue_is(stack: Stack) -> None:
     default = stack.values.get("QUEUE_MAX_LENGTH") or parse_env_file(ROOT / ".env.example")[
         "QUEUE_MAX_LENGTH"]
-    policy = work_queue_policy(stack)
-    assert json.loads(str(policy["definition"])) == {"max-length": int(default)}
+    policy = policy_of_work_queues(stack)
+    assert json.loads(str(policy["definition"])) == work_queue_policy(max_length=int(default))
     listed = stack.rabbitmqctl("list_queues", "name", "policy", "--no-table-headers")
     applied = {fields[0]: fields[1:] for fields in (line.split() for line in listed.splitlines()) if fields}
     assert {key: applied[key] for key in ROUTING_KEYS} == {key: [WORK_QUEUE_POLICY] for key in ROUTING_KEYS}
@@ -51,11 +53,11 @@ def test_a_full_queue_answers_503_at_once_and_loses_nothing_it_took(stack: Stack
     """With nobody consuming, inserts are taken (202) until the queue is full; then the next
     is refused at once. A quorum queue notices it is full after the message that fills it,
     so it takes up to one more than its maximum (RabbitMQ's documented overshoot)."""
-    policy = work_queue_policy(stack)
+    policy = policy_of_work_queues(stack)
     consumer = stack.container("consumer_two")
     limit = 2
     srns = [unique_srn("Q") for _ in range(limit + 2)]
-    set_max_length(stack, str(policy["pattern"]), limit)  # as an operator would, on the running queues
+    set_max_length(stack, policy, limit)  # as an operator would, on the running queues
     docker("stop", "--time", "10", consumer)
     try:
         def insert(srn: str) -> requests.Response:
@@ -81,7 +83,7 @@ def test_a_full_queue_answers_503_at_once_and_loses_nothing_it_took(stack: Stack
         assert took < 2, took  # at once, not after REQUEST_TIMEOUT_S
         assert len(accepted) <= limit + 1
     finally:
-        set_max_length(stack, str(policy["pattern"]), json.loads(str(policy["definition"]))["max-length"])
+        set_max_length(stack, policy, json.loads(str(policy["definition"]))["max-length"])
         docker("start", consumer)
     wait_until(lambda: healthy(stack, "consumer_two"), timeout=60)
     for location in [r.headers["Location"] for r in accepted]:

@@ -46,14 +46,18 @@ def test_the_operator_may_touch_the_contract_s_names_only() -> None:
         assert not re.fullmatch(configure, name)
 
 
-def test_only_the_services_with_a_database_job_have_grants_and_none_may_delete_the_ledger() -> None:
+def test_only_the_services_with_a_database_job_have_grants_and_only_one_may_change_the_ledger() -> None:
     assert set(accounts.DATABASE_SERVICES) == {"consumer_two", "consumer_three", "consumer_four",
                                                "consumer_five", "inventory_items", "inventory_orders"}
     for service in accounts.DATABASE_SERVICES:
         for table, grant in accounts.mysql_grants(service, "school"):
             assert grant.endswith(f"ON `school`.`{table}`")
-            if table == "requests":
+            if table == "requests" and service != "consumer_three":
                 assert "DELETE" not in grant and "UPDATE" not in grant
+    # consumer_three erases answers and prunes: the answer and its subject, never the fingerprint.
+    grants = accounts.mysql_grants("consumer_three", "school")
+    [ledger] = [grant for table, grant in grants if table == "requests"]
+    assert "UPDATE (reply, subject)" in ledger and "DELETE" in ledger
 
 
 def test_each_service_s_password_has_its_own_setting() -> None:

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from common import accounts, topology
+from common import accounts, declare, topology
 from common.consumer import Handler, Message
 from producer import producer
 
@@ -72,8 +72,9 @@ def test_the_handler_counts_and_is_a_read_that_expires() -> None:
 def test_the_producer_and_topology_names_it_uses_exist() -> None:
     for name in ("_dispatch", "stamped", "SUCCESS_STATUS", "STATUS_OF_ERROR", "api"):
         assert hasattr(producer, name), name
-    for name in ("ROUTING_KEYS", "declare", "queue_arguments"):
+    for name in ("ROUTING_KEYS", "work_queue_policy"):
         assert hasattr(topology, name), name
+    assert hasattr(declare, "declare")
     assert "def _dispatch(routing_key: str, payload: dict[str, Any], *, status: int, write: bool)" in (
         ROOT / "producer" / "producer.py").read_text(encoding="utf-8")
 

@@ -19,7 +19,7 @@ from common import logs
 from common.config import Settings
 from common.consumer import LEDGER_CONFLICT_RETRIES, Message, Worker
 from common.db import DatabaseAway, LedgerConflict
-from common.messages import Invalid, Refused, fingerprint
+from common.messages import ERASED, Invalid, Refused, fingerprint
 from consumer_five import update
 from consumer_four import read
 from consumer_one import healthcheck
@@ -35,6 +35,7 @@ class FakeCursor:
     def __init__(self, students: dict[str, tuple[str, str, str]] | None = None) -> None:
         self.students = students if students is not None else {}
         self.requests: dict[str, tuple[str, str, str]] = {}
+        self.subjects: dict[str, str | None] = {}  # request id -> the SRN its answer is about
         self.result: list[tuple[Any, ...]] = []
         self.ledger_writes = 0
         self.savepoint: dict[str, tuple[str, str, str]] = {}
@@ -66,17 +67,26 @@ class FakeCursor:
             assert sql.count("%s") == len(params)
             found = [rid for rid in dict.fromkeys(params) if rid in self.requests]
             self.result = [(rid, *self.requests[rid]) for rid in found]
+        elif sql == "SELECT request_id, reply FROM requests WHERE subject = %s FOR UPDATE":
+            self.result = [(rid, self.requests[rid][2])
+                           for rid, srn in self.subjects.items() if srn == params[0]]
         else:
             raise AssertionError(f"unexpected SQL: {verb}")
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        assert sql.startswith("INSERT INTO requests")
         self.statements.append(sql)
+        if sql == "UPDATE requests SET reply = %s, subject = NULL WHERE request_id = %s":
+            for reply, rid in rows:
+                self.requests[rid] = (*self.requests[rid][:2], reply)
+                self.subjects[rid] = None
+            return
+        assert sql.startswith("INSERT INTO requests")
         self.ledger_writes += 1
         ids = [row[0] for row in rows]
         if len(set(ids)) < len(ids) or set(ids) & set(self.requests):  # one statement: all or nothing
             raise mysql.connector.IntegrityError(msg="dup", errno=1062)
-        self.requests.update({rid: (key, fingerprint, reply) for rid, key, fingerprint, reply in rows})
+        self.requests.update({rid: (key, fingerprint, reply) for rid, key, fingerprint, reply, _ in rows})
+        self.subjects.update({row[0]: row[4] for row in rows})
 
     def fetchone(self) -> tuple[Any, ...] | None:
         return self.result.pop(0) if self.result else None
@@ -175,6 +185,25 @@ def test_ledger_answers_a_repeat_with_the_first_answer(worker: Worker) -> None:
     again = worker._transaction(insertion.HANDLER, db, [("req-1", record)])[0]
     assert first == again == {"ok": True, "result": {"record": record}}
     assert len(db.students) == 1 and len(db.requests) == 1
+
+
+def test_a_delete_erases_the_student_s_data_from_earlier_answers_and_keeps_its_own(worker: Worker) -> None:
+    db = fake_db()
+    record, other = {"Name": "Ada", "SRN": "S1", "Section": "B"}, {"Name": "Bob", "SRN": "S2", "Section": "C"}
+    worker._transaction(insertion.HANDLER, db, [("ins-1", record), ("ins-2", other)])
+    worker._transaction(insertion.HANDLER, db, [("ins-3", record)])  # refused: duplicate_srn
+    [deleted] = worker._transaction(deletion.HANDLER, db, [("del-1", {"SRN": "S1"})])
+    assert deleted == {"ok": True, "result": {"deleted": record}}
+    erased = {"ok": True, "result": {"erased": True, "message": ERASED}}
+    # A retry of the insert gets its status back, not the data; the refusal keeps its code.
+    assert worker._transaction(insertion.HANDLER, db, [("ins-1", record)]) == [erased]
+    assert worker._transaction(insertion.HANDLER, db, [("ins-3", record)]) == [
+        {"ok": False, "error": "duplicate_srn", "message": ERASED}]
+    stored = json.dumps(db.requests)
+    assert "Ada" not in stored.replace(json.dumps(db.requests["del-1"]), "")
+    # The delete's own answer is kept, so that its retry gets it; another student's is untouched.
+    assert worker._transaction(deletion.HANDLER, db, [("del-1", {"SRN": "S1"})]) == [deleted]
+    assert "Bob" in db.requests["ins-2"][2] and db.subjects["ins-2"] == "S2"
 
 
 def test_ledger_keeps_refusals_too(worker: Worker) -> None:
