@@ -40,6 +40,9 @@ def _object(properties: dict[str, Any], required: list[str] | None = None) -> di
             "additionalProperties": False}
 
 
+# A stored answer about a student since deleted: its status kept, its data erased (docs/contract.md).
+ERASED = _object({"erased": {"const": True}, "message": {"type": "string"}})
+
 REQUEST_ID = {"name": "X-Request-ID", "in": "header", "required": False,
               "description": (
                   "Kept when 1-64 of [A-Za-z0-9._-], otherwise replaced; always returned. Requests "
@@ -141,7 +144,9 @@ def document() -> dict[str, Any]:
                     JSON: {"schema": RECORD_INPUT},
                     "application/x-www-form-urlencoded": {"schema": RECORD_INPUT},
                     "multipart/form-data": {"schema": RECORD_INPUT}}},
-                "responses": {"201": _json(_object({"record": record}), "The row is committed"),
+                "responses": {"201": _json({"anyOf": [_object({"record": record}), ERASED]},
+                                           "The row is committed (a retry after the record was "
+                                           "deleted: erased)"),
                               **ACCEPTED, **_errors(400, 409, 413, 415, 503)},
             }},
             "/read_database": _paged("Every record, or one page of them, ordered by SRN (consumer_four)",
@@ -159,7 +164,9 @@ def document() -> dict[str, Any]:
                     JSON: {"schema": UPDATE_INPUT},
                     "application/x-www-form-urlencoded": {"schema": UPDATE_INPUT},
                     "multipart/form-data": {"schema": UPDATE_INPUT}}},
-                "responses": {"200": _json(_object({"record": record}), "The stored record"),
+                "responses": {"200": _json({"anyOf": [_object({"record": record}), ERASED]},
+                                           "The stored record (a retry after the record was deleted: "
+                                           "erased)"),
                               **ACCEPTED, **_errors(400, 404, 409, 413, 415, 503)},
             }},
             "/items": {
@@ -192,10 +199,10 @@ def document() -> dict[str, Any]:
                                 "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}],
                 "responses": {
                     "200": _json({"anyOf": [_object({"deleted": record}), _object({"record": record}),
-                                            _object({"item": _ref("Item")})]},
+                                            _object({"item": _ref("Item")}), ERASED]},
                                  "A finished delete, update or stock change"),
                     "201": _json({"anyOf": [_object({"record": record}), _object({"item": _ref("Item")}),
-                                            _object({"order": _ref("Order")})]},
+                                            _object({"order": _ref("Order")}), ERASED]},
                                  "A finished insert, item creation or order"),
                     **_errors(400, 404, 409, 503, 504)},
             }},

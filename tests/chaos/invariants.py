@@ -195,10 +195,19 @@ def check(clients: list[Client], hot: list[Hot], stored: Stored, faults: list[Fa
     # ---- 6: the ledger and the rows ----------------------------------------------------------
     deleted = {reply["result"]["deleted"]["SRN"] for key, reply in ledger.values()
                if key == "delete_record" and reply.get("ok")}
+    srns_of: dict[str, set[str]] = {}  # what each request id asked about (two, for a shared id)
+    for sent in writes:
+        if sent.srn:
+            srns_of.setdefault(sent.request_id, set()).add(sent.srn)
     for rid, (key, reply) in ledger.items():
         if not reply.get("ok"):
             continue
         result = reply.get("result", {})
+        if result.get("erased"):
+            # A deleted student's answers keep their status, not their data: its student was deleted.
+            if not srns_of.get(rid, set()) & deleted:
+                report.add(6, f"ledger {rid} ({key}) erased, but none of {srns_of.get(rid)} was deleted")
+            continue
         if key == "insert_record":
             srn = result["record"]["SRN"]
             student = stored.students.get(srn)

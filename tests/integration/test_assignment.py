@@ -66,8 +66,10 @@ def test_exchange_queues_and_bindings_as_rabbitmq_reports_them(stack: Stack) -> 
         queue = stack.management(f"queues/%2F/{key}")
         assert queue["durable"] is True
         assert queue["arguments"]["x-queue-type"] == "quorum"
-        assert queue["arguments"]["x-delivery-limit"] == 5
-        assert queue["arguments"]["x-dead-letter-exchange"] == "microservices.dlx"
+        # What an operator may tune is the queues' policy, in effect on every work queue.
+        assert queue["policy"] == "work-queue-limits"
+        assert queue["effective_policy_definition"]["delivery-limit"] == 5
+        assert queue["effective_policy_definition"]["dead-letter-exchange"] == "microservices.dlx"
         dead = stack.management(f"queues/%2F/{key}.dead")
         assert dead["durable"] is True and dead["arguments"]["x-queue-type"] == "quorum"
     # Consumer counts from rabbitmqctl, which asks the queues themselves: the management
