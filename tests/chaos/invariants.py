@@ -128,6 +128,10 @@ def check(clients: list[Client], hot: list[Hot], stored: Stored, faults: list[Fa
 
     # ---- 1: every answered write is stored, as answered -----------------------------------
     order_rows = {rid: (oid, sku, q) for oid, sku, q, rid in stored.orders}
+    # The SRNs deleted (a delete's own stored answer keeps the record): the ledger's answers
+    # about them keep their status, not their data (docs/contract.md).
+    deleted = {reply["result"]["deleted"]["SRN"] for key, reply in ledger.values()
+               if key == "delete_record" and reply.get("ok")}
     for sent in writes:
         if sent.applied is not True:
             continue
@@ -137,7 +141,10 @@ def check(clients: list[Client], hot: list[Hot], stored: Stored, faults: list[Fa
             report.add(1, f"{describe(sent)} :: no ledger entry")
             continue
         key, reply = entry
-        if key != ROUTING_KEY[sent.kind] or not reply.get("ok") or reply.get("result") != answer:
+        erased = reply.get("ok") and (reply.get("result") or {}).get("erased") is True
+        if erased and key == ROUTING_KEY[sent.kind] and sent.srn in deleted:
+            pass  # stored as answered, then erased with its student
+        elif key != ROUTING_KEY[sent.kind] or not reply.get("ok") or reply.get("result") != answer:
             report.add(1, f"{describe(sent)} :: the ledger holds another answer: {key} "
                           f"{json.dumps(reply)[:200]}")
         if sent.kind == "order":
@@ -193,8 +200,6 @@ def check(clients: list[Client], hot: list[Hot], stored: Stored, faults: list[Fa
             report.add(5, f"{rid}: {n} orders")
 
     # ---- 6: the ledger and the rows ----------------------------------------------------------
-    deleted = {reply["result"]["deleted"]["SRN"] for key, reply in ledger.values()
-               if key == "delete_record" and reply.get("ok")}
     srns_of: dict[str, set[str]] = {}  # what each request id asked about (two, for a shared id)
     for sent in writes:
         if sent.srn:
