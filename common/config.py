@@ -70,6 +70,9 @@ class AmqpSettings:
     vhost: str
     heartbeat_s: int
     connect_timeout_s: float
+    # The producer leaves a node that has not answered its probe for this long (a node cut
+    # off or frozen), when RABBITMQ_PORTS names another one to go to.
+    silence_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AmqpSettings:
@@ -79,8 +82,9 @@ class AmqpSettings:
             user=_text(env, "RABBITMQ_USER"),
             password=_text(env, "RABBITMQ_PASSWORD"),
             vhost=_text(env, "RABBITMQ_VHOST", "/"),
-            heartbeat_s=_integer(env, "RABBITMQ_HEARTBEAT_S", 60),
+            heartbeat_s=_integer(env, "RABBITMQ_HEARTBEAT_S", 10),
             connect_timeout_s=_number(env, "RABBITMQ_CONNECT_TIMEOUT_S", 3.0),
+            silence_s=_number(env, "RABBITMQ_SILENCE_S", 2.0, minimum=0.2),
         )
 
 

@@ -141,6 +141,9 @@ class Worker:
         self.stopping = False
         # Since the last successful connect: the next retry's backoff grows with it.
         self.failed_connects = 0
+        # Where the next connect starts in the list of nodes: one further after each lost or
+        # failed connection, so a node that went silent is not the first one tried again.
+        self.first_node = 0
         # Delivery tag -> when the message was delivered (time.time()), for its `at` in the log line.
         self.arrived: dict[int, float] = {}
 
@@ -154,6 +157,7 @@ class Worker:
                 self._serve()
             except (pika.exceptions.AMQPError, OSError) as exc:
                 ALIVE_FILE.unlink(missing_ok=True)
+                self.first_node += 1
                 delay = amqp.backoff(self.failed_connects)
                 self.log.warning(
                     "broker_unavailable", error=repr(exc), retry_in_s=round(delay, 2)
@@ -184,7 +188,8 @@ class Worker:
 
     def _serve(self) -> None:
         params = amqp.parameters(self.settings.amqp, self.settings.service)
-        connection = pika.BlockingConnection(params)
+        start = self.first_node % len(params)
+        connection = pika.BlockingConnection(params[start:] + params[:start])
         try:
             channel = connection.channel()  # the queues exist: the operator's job declared them
             channel.basic_qos(prefetch_count=self.settings.prefetch)

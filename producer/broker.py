@@ -50,6 +50,12 @@ from common.messages import encode, fingerprint
 # How long a request waits for a connection that is being (re)established
 # before it is told that the broker is unavailable.
 CONNECT_GRACE_S = 1.0
+# With several nodes, how often the I/O thread asks its node for a sign of life (a
+# basic.qos round trip, about a millisecond): a node cut off or frozen answers nothing, and
+# neither TCP nor the heartbeat says so for a minute. After RABBITMQ_SILENCE_S without an
+# answer the connection is dropped and the next node taken. Never on slow confirms: a queue
+# electing a new leader confirms late while its node answers at once.
+PROBE_EVERY_S = 0.5
 
 
 class BrokerUnavailable(Exception):
@@ -89,6 +95,11 @@ class Broker:
         # to the next one whenever a connection fails or is lost.
         self._params = amqp.parameters(settings, name)
         self._node = 0
+        self._silence_s = settings.silence_s
+        # Owned by the I/O thread: when the unanswered probe went out (time.monotonic()), and
+        # whether RabbitMQ has blocked the connection (an alarm: silent on purpose).
+        self._probe_sent: float | None = None
+        self._blocked = False
         self._log = log
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -203,6 +214,8 @@ class Broker:
                     on_open_error_callback=self._on_open_error,
                     on_close_callback=self._on_closed,
                 )
+                connection.add_on_connection_blocked_callback(self._on_blocked)
+                connection.add_on_connection_unblocked_callback(self._on_unblocked)
             except (pika.exceptions.AMQPError, OSError) as exc:
                 self._log.warning("broker_unavailable", host=params.host, port=params.port, error=repr(exc))
             else:
@@ -255,6 +268,42 @@ class Broker:
         self._ready.set()
         params = self._params[self._node]
         self._log.info("broker_connected", host=params.host, port=params.port)
+        if len(self._params) > 1:  # with one node there is nowhere better to go
+            assert self._channel is not None
+            self._probe_sent, self._blocked = None, False
+            self._probe(self._channel)
+
+    def _probe(self, channel: pika.channel.Channel) -> None:
+        """Every PROBE_EVERY_S on this channel's connection: a probe out, or, when the last one
+        has gone unanswered for RABBITMQ_SILENCE_S, the node given up as silent."""
+        connection = self._connection
+        replaced = self._channel is not channel
+        if connection is None or replaced or not channel.is_open:
+            return  # a closed channel's probes stop; the next channel starts its own
+        now = time.monotonic()
+        if self._probe_sent is None:
+            self._probe_sent = now
+            channel.basic_qos(prefetch_count=0, callback=self._on_probe_answered)
+        elif now - self._probe_sent > self._silence_s and not self._blocked:
+            params = self._params[self._node]
+            self._log.warning("broker_silent", host=params.host, port=params.port,
+                              silent_s=round(now - self._probe_sent, 2))
+            self._ready.clear()
+            # What pika's own heartbeat check does with a stale connection: drop the socket at
+            # once (a clean close would wait for the silent node), which ends in _on_closed.
+            connection._terminate_stream(pika.exceptions.StreamLostError("RabbitMQ node silent"))
+            return
+        connection.ioloop.call_later(PROBE_EVERY_S, functools.partial(self._probe, channel))
+
+    def _on_probe_answered(self, _frame: pika.frame.Method) -> None:
+        self._probe_sent = None
+
+    def _on_blocked(self, _connection: pika.connection.Connection, _frame: pika.frame.Method) -> None:
+        self._blocked = True  # a resource alarm: the node is alive, and so are its peers' alarms
+
+    def _on_unblocked(self, _connection: pika.connection.Connection, _frame: pika.frame.Method) -> None:
+        self._blocked = False
+        self._probe_sent = None  # the probe waited behind the block; judge from a new one
 
     def _on_channel_closed(self, _channel: pika.channel.Channel, reason: BaseException) -> None:
         # Without its channel the connection is of no use: close it and start over.

@@ -188,6 +188,42 @@ def pause(container: str, refused: Callable[[str], None] | None = None, tries: i
             time.sleep(0.5)
 
 
+def broker_path_rules(stack: Stack) -> list[list[str]]:
+    """iptables rules dropping a container's AMQP traffic to and from RabbitMQ (the gateway IP's
+    AMQP ports), both ways, without a word: what a cut cable or a switch port does."""
+    gateway, ports = stack.rabbitmq_host(), ",".join(str(node.port) for node in stack.nodes())
+    return [["OUTPUT", "-d", gateway, "-p", "tcp", "-m", "multiport", "--dports", ports, "-j", "DROP"],
+            ["INPUT", "-s", gateway, "-p", "tcp", "-m", "multiport", "--sports", ports, "-j", "DROP"]]
+
+
+def cut_broker_path(stack: Stack, service: str) -> Callable[[], None]:
+    """Cut `service` off from RabbitMQ and nothing else (MySQL stays reachable): the rules go
+    into its own network namespace. Returns the heal, which takes them out again (a
+    container killed meanwhile has a new namespace without them)."""
+    pid = docker("inspect", "-f", "{{.State.Pid}}", stack.container(service)).strip()
+    rules = broker_path_rules(stack)
+    for rule in rules:
+        subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-A", *rule], check=True, capture_output=True)
+
+    def heal() -> None:
+        for rule in rules:
+            subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-D", *rule], check=False,
+                           capture_output=True)
+    return heal
+
+
+def cut_node(stack: Stack, node: Node) -> Callable[[], None]:
+    """A RabbitMQ node cut off, alive: off its network, so neither its peers nor any client
+    reach it (established connections go silent). Returns the heal: back on the network,
+    under the name its peers know it by."""
+    network = stack.values["RABBITMQ_NETWORK"]
+    docker("network", "disconnect", network, node.container)
+
+    def heal() -> None:
+        docker("network", "connect", "--alias", node.hostname, network, node.container)
+    return heal
+
+
 def restart_counts(stack: Stack) -> dict[str, int]:
     counts = {}
     for container in stack.containers():

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import requests
 
 from scripts.stack import amqp_login
-from tests.support import CONSUMERS, Stack, docker, pause
+from tests.support import CONSUMERS, Stack, cut_broker_path, cut_node, docker, pause
 
 SERVICES = ("producer", "db", *CONSUMERS)
 KINDS = {  # kind: weight in the plan
@@ -33,7 +33,11 @@ KINDS = {  # kind: weight in the plan
     "pause": 5,      # docker pause, then unpause
     "alarm": 1,      # a RabbitMQ disk alarm raised, then cleared
     "netcut": 2,     # a consumer cut off from the compose network, then connected again
+    "brokercut": 2,  # the producer or a consumer cut off from RabbitMQ alone (packets dropped), then healed
+    "partition": 2,  # a RabbitMQ node off its network (alive, silent), then back: with several nodes only
 }
+# The kinds that need a cluster.
+CLUSTER_KINDS = {"partition"}
 ALL_STOP = "sigterm-all+up"
 MAX_AT_ONCE = 2
 # A fault whose time has passed by more than this (the all-stop held the system) is dropped.
@@ -78,16 +82,21 @@ def plan(seed: int, duration: float, rabbit_nodes: list[str]) -> list[Fault]:
     stop_at = duration - 15  # the last fault is healed before the load stops
     all_stop = rng.uniform(0.2, 0.45) * duration if duration >= 90 else None
     t = rng.uniform(2, 6)
+    kinds = {kind: weight for kind, weight in KINDS.items()
+             if len(rabbit_nodes) > 1 or kind not in CLUSTER_KINDS}
     while t < stop_at:
-        kind = rng.choices(list(KINDS), list(KINDS.values()))[0]
-        if kind == "alarm":
+        kind = rng.choices(list(kinds), list(kinds.values()))[0]
+        if kind in ("alarm", "partition"):
             target = rabbit_nodes[rng.randrange(len(rabbit_nodes))]
         elif kind == "netcut":
             target = rng.choice(CONSUMERS)
+        elif kind == "brokercut":
+            target = rng.choice(["producer", *CONSUMERS])
         else:
             target = rng.choice(targets)
         hold = {"kill": rng.uniform(1, 5), "pause": rng.uniform(2, 8), "alarm": rng.uniform(3, 10),
-                "netcut": rng.uniform(3, 10)}[kind]
+                "netcut": rng.uniform(3, 10), "brokercut": rng.uniform(3, 12),
+                "partition": rng.uniform(5, 20)}[kind]
         hold = min(hold, max(1.0, stop_at - t))
         faults.append(Fault(round(t, 1), kind, target, round(hold, 1)))
         t += rng.uniform(1.5, 7)
@@ -249,6 +258,23 @@ class Injector(threading.Thread):
         finally:
             docker("network", "connect", "--alias", fault.target, network, container)
 
+    def brokercut(self, fault: Fault) -> None:
+        heal = cut_broker_path(self.stack, fault.target)
+        fault.injected = True
+        try:
+            time.sleep(fault.hold_s)
+        finally:
+            heal()
+
+    def partition(self, fault: Fault) -> None:
+        container = self.rabbit_container(fault.target)
+        heal = cut_node(self.stack, next(n for n in self.stack.nodes() if n.container == container))
+        fault.injected = True
+        try:
+            time.sleep(fault.hold_s)
+        finally:
+            heal()
+
     def all_stop(self, fault: Fault) -> None:
         """SIGTERM to every container (compose services, then RabbitMQ), then `scripts/stack.py up`."""
         started = time.monotonic()
@@ -294,6 +320,15 @@ class Injector(threading.Thread):
                 network = f"{self.stack.values['COMPOSE_PROJECT_NAME']}_default"
                 docker("network", "connect", "--alias", service, network, container)
                 done.append(f"connected {service}")
+        for node in self.stack.nodes():
+            try:
+                networks = docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", node.container)
+                if not json.loads(networks):
+                    network = self.stack.values["RABBITMQ_NETWORK"]
+                    docker("network", "connect", "--alias", node.hostname, network, node.container)
+                    done.append(f"connected {node.container}")
+            except subprocess.SubprocessError as exc:
+                done.append(f"could not connect {node.container}: {exc!r}"[:300])
         for node in self.stack.nodes():
             try:  # a node started a moment ago is still booting
                 subprocess.run(["docker", "exec", node.container, "rabbitmqctl", "-q", "await_startup",

@@ -21,6 +21,7 @@ from scripts.stack import amqp_login
 from tests.faults.load import OTHER_REPORTS, TABLES, Load, Table, account, settle
 from tests.support import (
     Stack,
+    cut_broker_path,
     docker,
     every_consumer_answers,
     healthy,
@@ -177,6 +178,34 @@ def test_rabbitmq_paused_under_load(stack: Stack) -> None:
     load.retry_unconfirmed()
     settle(stack)
     table = record(account(stack, load, "RabbitMQ paused 10 s under load"))
+    assert table.slowest_s <= timeout_s + 1, table.row()
+    assert_nothing_lost(table)
+    assert [s for s in load.sent if s.status not in (201, 202)] == []
+
+
+@pytest.mark.parametrize("service", ["producer", "consumer_two"])
+def test_a_service_cut_off_from_rabbitmq_alone_under_load(stack: Stack, service: str,
+                                                          no_restarts: None) -> None:
+    """The path from `service` to RabbitMQ goes silent for 15 s (its packets dropped, MySQL still
+    reachable): requests wait no longer than their timeout, nothing confirmed is lost or done
+    twice, every 503 retried with its id ends in one outcome, and the service is back by itself."""
+    timeout_s = float(stack.values["REQUEST_TIMEOUT_S"])
+    load = Load(stack, count=2000, clients=16)
+    running = load.start()
+    load.wait_for(300)
+    heal = cut_broker_path(stack, service)
+    try:
+        time.sleep(15)
+    finally:
+        heal()
+    healed = time.monotonic()
+    wait_until(functools.partial(every_consumer_answers, stack), timeout=60, interval=0.5)
+    back_s = time.monotonic() - healed
+    running.result(timeout=900)
+    load.retry_unconfirmed()
+    settle(stack)
+    table = record(account(stack, load, f"{service} cut off from RabbitMQ alone 15 s under load "
+                                        f"(its packets dropped; back {back_s:.1f} s after the heal)"))
     assert table.slowest_s <= timeout_s + 1, table.row()
     assert_nothing_lost(table)
     assert [s for s in load.sent if s.status not in (201, 202)] == []

@@ -231,3 +231,11 @@ def test_a_shared_write_without_a_connection_fails_fast(broker: Broker, shared: 
     broker._fail_all("the connection to RabbitMQ was lost")
     threads[0].join(5)
     assert isinstance(results[0], BrokerUnavailable)
+
+
+def test_the_pika_call_that_drops_a_silent_connection_is_still_there() -> None:
+    """Broker._probe drops a silent node's connection the way pika's own heartbeat check does,
+    through a method pika does not document: an upgrade that removes it must fail here."""
+    import pika
+
+    assert callable(getattr(pika.SelectConnection, "_terminate_stream", None))

@@ -10,7 +10,9 @@ BASE = {"RABBITMQ_HOST": "broker", "RABBITMQ_USER": "app", "RABBITMQ_PASSWORD": 
 def test_defaults() -> None:
     settings = Settings.from_env("producer", needs_db=False, env=BASE)
     assert settings.amqp.ports == (5672,)
-    assert settings.amqp.heartbeat_s == 60
+    assert settings.amqp.heartbeat_s == 10
+    assert settings.amqp.silence_s == 2.0
+    assert (settings.ledger_retention_s, settings.ledger_prune_every_s) == (24 * 3600, 60)
     assert settings.request_timeout_s == 5.0
     assert settings.db is None
 
