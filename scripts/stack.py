@@ -52,14 +52,6 @@ SERVICE_SECRETS = tuple(accounts.password_setting(service)
 SECRETS = ("RABBITMQ_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", *SERVICE_SECRETS)
 # Generated with the passwords, but needed only by a RabbitMQ cluster (RABBITMQ_NODES > 1).
 COOKIE = "RABBITMQ_ERLANG_COOKIE"
-# Read by rabbitmq-server in the official image and the stand-in alike: a node that loses sight
-# of the majority stops serving, and resumes when it sees them again; a silent peer is declared
-# down after 11-19 s instead of Erlang's 45-75 s, so a healed node rejoins in seconds
-# (docs/cluster.md, Partitions). rabbitmqctl in the containers ticks at the same rate.
-ERL_ARGS = "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"
-NET_TICKTIME = "-kernel net_ticktime 15"
-PARTITION_HANDLING = f"-rabbit cluster_partition_handling pause_minority {NET_TICKTIME}"
-CTL_ERL_ARGS = "RABBITMQ_CTL_ERL_ARGS"
 # The database image's entrypoint pastes these into SQL unescaped on its first start.
 DATABASE_SETTINGS = ("MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "MYSQL_DATABASE")
 # Quotes and backslashes break that SQL; `$` is compose's interpolation, `#` a comment in .env.
@@ -358,11 +350,9 @@ class Stack:
         for node in nodes:
             state = run(["docker", "inspect", "-f", "{{.State.Running}} {{json .Config.Env}}",
                          node.container], check=False, capture=True)
-            if state.returncode == 0 and clustered and not (
-                    f'"{COOKIE}=' in state.stdout and f'"{ERL_ARGS}={PARTITION_HANDLING}"' in state.stdout):
-                # A node from a single-node run (or an older version) has a cookie of its own and no
-                # partition handling; its data stays in the volume.
-                say(f"re-creating {node.container} with the cluster's Erlang cookie and partition handling")
+            if state.returncode == 0 and clustered and f'"{COOKIE}=' not in state.stdout:
+                # A node from a single-node run has a cookie of its own; its data stays in the volume.
+                say(f"re-creating {node.container} with the cluster's Erlang cookie")
                 run(["docker", "stop", "--time", "30", node.container], quiet=True)
                 run(["docker", "rm", node.container], quiet=True)
                 state = run(["docker", "inspect", node.container], check=False, quiet=True)
@@ -449,10 +439,8 @@ class Stack:
                "--publish", f"127.0.0.1:{self.get('RABBITMQ_PROMETHEUS_PORT')}:15692"] if first else []),
             "--volume", f"{node.volume}:/var/lib/rabbitmq",
             "--env", "RABBITMQ_DEFAULT_USER", "--env", "RABBITMQ_DEFAULT_PASS",
-            # Nodes of a cluster must share the Erlang cookie (read by RabbitMQ itself), and a node
-            # cut off from the majority pauses until it is back (docs/cluster.md, Partitions).
-            *(["--env", COOKIE, "--env", f"{ERL_ARGS}={PARTITION_HANDLING}",
-               "--env", f"{CTL_ERL_ARGS}={NET_TICKTIME}"] if clustered else []),
+            # Nodes of a cluster must share the Erlang cookie (read by RabbitMQ itself).
+            *(["--env", COOKIE] if clustered else []),
             image,
         ]
 

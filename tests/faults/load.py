@@ -26,7 +26,6 @@ class Sent:
     status: int = 0  # 0: no HTTP answer at all (connection error or client timeout)
     first_status: int | None = None  # the answer before any retry
     seconds: float = 0.0
-    answered_at: float = 0.0  # time.monotonic() of the first answer
 
 
 @dataclass
@@ -62,8 +61,7 @@ class Load:
             item.status = 0
         if item.first_status is None:
             item.first_status = item.status
-            item.answered_at = time.monotonic()
-            item.seconds = item.answered_at - started
+            item.seconds = time.monotonic() - started
         with self._lock:
             self.done += 1
 
@@ -79,11 +77,6 @@ class Load:
 
     def wait_for(self, done: int, timeout: float = 120) -> None:
         wait_until(lambda: self.done >= done, timeout=timeout, interval=0.05)
-
-    def unavailable_window(self, since: float) -> float:
-        """Seconds from `since` to the last first answer that was 503 (0.0: none was)."""
-        return max((item.answered_at - since for item in self.sent
-                    if item.first_status == 503 and item.answered_at >= since), default=0.0)
 
     def retry_unconfirmed(self) -> None:
         """Send every request that got no confirmation again, with its own X-Request-ID."""
