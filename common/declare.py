@@ -5,7 +5,10 @@
 The services themselves declare nothing: declaring a queue needs the configure
 permission on it, which would also let them delete it. This job runs before
 any of them (compose's `service_completed_successfully`), on every `up`, and
-is idempotent; it waits for RabbitMQ up to TOPOLOGY_WAIT_S (default 120 s).
+is idempotent; it waits for RabbitMQ up to TOPOLOGY_WAIT_S (default 120 s),
+and retries a declare refused for another reason than a conflict as long: a
+cluster that is still forming can refuse a quorum queue (541 INTERNAL_ERROR,
+cluster_not_formed) and take it a moment later.
 
 A queue or exchange that exists in another form (RabbitMQ's 406
 PRECONDITION_FAILED) is no outage to wait out: the job says which one, which
@@ -16,6 +19,7 @@ with the tunables as arguments, is kept as it is and works as before.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -112,25 +116,22 @@ def main() -> int:
     attempt = 0
     while True:
         try:
-            connection = pika.BlockingConnection(amqp.parameters(settings, "topology"))
-        except pika.exceptions.AMQPConnectionError as exc:
-            if time.monotonic() > deadline:
+            kept = declare_once(settings)
+        except Conflict as conflict:
+            fields: dict[str, Any] = {conflict.kind: conflict.name}  # queue=... or exchange=...
+            log.error("topology_conflict", **fields, argument=conflict.argument, detail=conflict.detail,
+                      fix=conflict.fix())
+            return CONFLICT_EXIT
+        except pika.exceptions.AMQPError as exc:
+            # RabbitMQ not up yet, or a cluster still forming: a quorum queue's declare can be
+            # refused for a while (541 INTERNAL_ERROR, cluster_not_formed) and then succeed.
+            if time.monotonic() >= deadline:
                 log.error("broker_unavailable", error=repr(exc))
                 return 1
             log.info("waiting_for_broker", error=repr(exc))
             time.sleep(amqp.backoff(attempt))
             attempt += 1
             continue
-        try:
-            kept = declare(connection, topology.ROUTING_KEYS)
-        except Conflict as conflict:
-            fields: dict[str, Any] = {conflict.kind: conflict.name}  # queue=... or exchange=...
-            log.error("topology_conflict", **fields, argument=conflict.argument, detail=conflict.detail,
-                      fix=conflict.fix())
-            return CONFLICT_EXIT
-        finally:
-            if connection.is_open:
-                connection.close()
         for key in kept:
             # It works as before: the policy's delivery limit applies to it only below the
             # argument's (RabbitMQ takes the lower), the rest of the policy where it has none.
@@ -141,6 +142,17 @@ def main() -> int:
         log.info("topology_declared", exchange=topology.EXCHANGE, queues=len(topology.ROUTING_KEYS),
                  kept_as_they_were=kept or None)
         return 0
+
+
+def declare_once(settings: AmqpSettings) -> list[str]:
+    """One connection, the whole topology declared on it (see `declare`), closed."""
+    connection = pika.BlockingConnection(amqp.parameters(settings, "topology"))
+    try:
+        return declare(connection, topology.ROUTING_KEYS)
+    finally:
+        if connection.is_open:
+            with contextlib.suppress(pika.exceptions.AMQPError):
+                connection.close()
 
 
 if __name__ == "__main__":

@@ -99,6 +99,7 @@ class Broker:
         # Owned by the I/O thread: when the unanswered probe went out (time.monotonic()), and
         # whether RabbitMQ has blocked the connection (an alarm: silent on purpose).
         self._probe_sent: float | None = None
+        self._probe_due = 0.0  # when the next probe call is due: one much later means a stall here
         self._blocked = False
         self._log = log
         self._start_lock = threading.Lock()
@@ -270,7 +271,7 @@ class Broker:
         self._log.info("broker_connected", host=params.host, port=params.port)
         if len(self._params) > 1:  # with one node there is nowhere better to go
             assert self._channel is not None
-            self._probe_sent, self._blocked = None, False
+            self._probe_sent, self._blocked, self._probe_due = None, False, time.monotonic()
             self._probe(self._channel)
 
     def _probe(self, channel: pika.channel.Channel) -> None:
@@ -281,10 +282,14 @@ class Broker:
         if connection is None or replaced or not channel.is_open:
             return  # a closed channel's probes stop; the next channel starts its own
         now = time.monotonic()
+        # Called late, this process was what stalled (CPU starved, a long pause): the answer
+        # may be in the socket unread. Judge at the next call, after the loop has read it.
+        stalled = now - self._probe_due > PROBE_EVERY_S
+        self._probe_due = now + PROBE_EVERY_S
         if self._probe_sent is None:
             self._probe_sent = now
             channel.basic_qos(prefetch_count=0, callback=self._on_probe_answered)
-        elif now - self._probe_sent > self._silence_s and not self._blocked:
+        elif now - self._probe_sent > self._silence_s and not self._blocked and not stalled:
             params = self._params[self._node]
             self._log.warning("broker_silent", host=params.host, port=params.port,
                               silent_s=round(now - self._probe_sent, 2))

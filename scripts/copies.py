@@ -12,6 +12,7 @@ still has its logs collected and is still deleted. Only the standard library.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import secrets
@@ -79,6 +80,10 @@ def write_values(env_file: Path, values: Mapping[str, str]) -> None:
     write_private(env_file, "".join(f"{k}={v}\n" for k, v in values.items()))
 
 
+class CopyFailed(Exception):
+    """`stack.py up` failed on a copy; the message carries its last lines."""
+
+
 @dataclass
 class Copy:
     """A copy's settings file and values; its values win over the shell's environment.
@@ -101,6 +106,22 @@ class Copy:
             [sys.executable, str(self.root / "scripts" / "stack.py"), "--env-file", str(self.env_file),
              *args], env=self.process_env(), text=True, check=check,
         )
+
+    def up(self, label: str = "copy") -> None:
+        """`stack.py up` on this copy, its output shown as it comes. Should it fail, the
+        exception says why in one line (its `error:` line and the lines before it), so
+        the reason is in a test report's summary, not only in a captured log."""
+        process = subprocess.Popen(
+            [sys.executable, str(self.root / "scripts" / "stack.py"), "--env-file", str(self.env_file), "up"],
+            env=self.process_env(), text=True, stderr=subprocess.PIPE)
+        assert process.stderr is not None
+        last: collections.deque[str] = collections.deque(maxlen=8)
+        for line in process.stderr:
+            sys.stderr.write(line)
+            if line.strip():
+                last.append(line.strip())
+        if process.wait() != 0:
+            raise CopyFailed(f"{label} did not come up: {' | '.join(last)}"[:1500])
 
     def script_stack(self) -> Stack:
         """scripts/stack.py's Stack for this copy, in this process, with the copy's values."""
@@ -138,7 +159,7 @@ def throwaway_copy(env_file: Path, values: Mapping[str, str], *, keep: bool = Fa
         copy.stack("clean", check=False)  # leftovers of an interrupted run
     try:
         started = time.monotonic()
-        copy.stack("up")
+        copy.up(label)
         print(f"\n{label} up in {time.monotonic() - started:.0f} s", file=sys.stderr)
         yield copy
     finally:

@@ -239,3 +239,76 @@ def test_the_pika_call_that_drops_a_silent_connection_is_still_there() -> None:
     import pika
 
     assert callable(getattr(pika.SelectConnection, "_terminate_stream", None))
+
+
+class ProbedConnection:
+    """A connection whose I/O loop the test runs by hand: the probe's timers and its drop are recorded."""
+
+    def __init__(self) -> None:
+        self.ioloop = self
+        self.later: list[Callable[[], None]] = []
+        self.dropped: list[BaseException] = []
+
+    def call_later(self, _delay: float, callback: Callable[[], None]) -> None:
+        self.later.append(callback)
+
+    def _terminate_stream(self, error: BaseException) -> None:
+        self.dropped.append(error)
+
+
+class ProbedChannel:
+    is_open = True
+
+    def __init__(self) -> None:
+        self.probes = 0
+
+    def basic_qos(self, prefetch_count: int, callback: Callable[[Any], None]) -> None:
+        self.probes += 1
+
+
+def probing(monkeypatch: pytest.MonkeyPatch) -> tuple[Broker, ProbedConnection, ProbedChannel, list[float]]:
+    """A broker of two nodes, connected, its probe started at time 0 of a clock the test sets."""
+    import producer.broker as module
+
+    clock = [0.0]
+    monkeypatch.setattr(module, "time", type("Clock", (), {"monotonic": staticmethod(lambda: clock[0]),
+                                                           "time": staticmethod(time.time)}))
+    settings = AmqpSettings.from_env({"RABBITMQ_HOST": "h", "RABBITMQ_PORTS": "5672,5673",
+                                      "RABBITMQ_USER": "u", "RABBITMQ_PASSWORD": "p"})
+    broker = Broker(settings, "test", logs.EventLogger(logging.getLogger("test"), {}))
+    connection, channel = ProbedConnection(), ProbedChannel()
+    broker._connection, broker._channel = connection, channel
+    broker._on_consuming(None)
+    return broker, connection, channel, clock
+
+
+def tick(connection: ProbedConnection, clock: list[float], at: float) -> None:
+    """The loop runs the probe's timer at `at`."""
+    clock[0] = at
+    callback = connection.later.pop()
+    callback()
+
+
+def test_a_node_silent_past_the_limit_is_dropped_and_not_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    _broker, connection, channel, clock = probing(monkeypatch)
+    for at in (0.5, 1.0, 1.5, 2.0):
+        tick(connection, clock, at)
+        assert not connection.dropped, f"dropped after {at} s of a 2 s limit"
+    tick(connection, clock, 2.5)
+    assert len(connection.dropped) == 1 and channel.probes == 1
+
+
+def test_a_stall_of_this_process_is_not_the_node_s_silence(monkeypatch: pytest.MonkeyPatch) -> None:
+    broker, connection, channel, clock = probing(monkeypatch)
+    tick(connection, clock, 3.0)  # the loop ran 2.5 s late: the answer may be unread
+    assert not connection.dropped
+    broker._on_probe_answered(None)  # read right after
+    tick(connection, clock, 3.5)
+    assert not connection.dropped and channel.probes == 2
+
+
+def test_a_node_still_silent_after_a_stall_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    _broker, connection, _channel, clock = probing(monkeypatch)
+    tick(connection, clock, 3.0)
+    tick(connection, clock, 3.5)
+    assert len(connection.dropped) == 1
