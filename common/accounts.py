@@ -13,6 +13,9 @@ service uses RabbitMQ's administrator or MySQL's root.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import re
 from dataclasses import dataclass
 
@@ -63,6 +66,16 @@ MIGRATOR_GRANT = "GRANT ALL PRIVILEGES ON `{db}`.*"
 
 # The services that log in to MySQL (each under its own name).
 DATABASE_SERVICES = tuple(name for name, account in SERVICES.items() if account.grants)
+
+
+# RabbitMQ's default password hashing, and the form of its hashes (what `add_user` stores).
+RABBITMQ_HASHING = "rabbit_password_hashing_sha256"
+
+
+def rabbitmq_password_hash(password: str, salt: bytes | None = None) -> str:
+    """A password as RabbitMQ stores it: base64 of a 4-byte salt, then SHA-256 of salt and password."""
+    salt = os.urandom(4) if salt is None else salt
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
 def password_setting(service: str) -> str:

@@ -29,7 +29,7 @@ import time
 import venv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # The one minimum Python for the host (the images bring their own); pyproject's target.
 MIN_PYTHON = (3, 11)
@@ -369,53 +369,60 @@ class Stack:
             self.wait_for_rabbitmq(node)
         if len(nodes) > 1:
             self.form_cluster(nodes)
-        self.rabbitmq_accounts(nodes[0])
-        self.rabbitmq_limits(nodes[0])
+        self.rabbitmq_definitions(nodes[0])
         return self.gateway_ip()
 
-    def rabbitmq_limits(self, node: Node) -> None:
-        """The queues' policies, which apply to running queues at once: what an operator may
-        tune (DELIVERY_LIMIT, QUEUE_MAX_LENGTH, dead-lettering, overflow) lives here, not in
-        the queues' arguments, which can never change (common/topology.py). A full work
-        queue refuses new messages, which the producer answers 503 at once, instead of
-        growing until RabbitMQ's memory or disk alarm stops every publisher."""
+    def rabbitmq_definitions(self, node: Node, *, with_accounts: bool = True) -> None:
+        """Each service's own RabbitMQ user with only its permissions (common/accounts.py),
+        and the queues' policies, in one `rabbitmqctl import_definitions`; idempotent.
+
+        One import, not a rabbitmqctl call per user and step: each call starts an Erlang
+        VM (about 1.4 s), and 28 of them made up most of a `make up`. Users, permissions
+        and policies are the cluster's, so one node is asked. A password goes in as its
+        salted hash only, on standard input, never on a command line.
+
+        The policies hold what an operator may tune (DELIVERY_LIMIT, QUEUE_MAX_LENGTH,
+        dead-lettering, overflow), not the queues' arguments, which can never change
+        (common/topology.py), and apply to running queues at once. A full work queue
+        refuses new messages, which the producer answers 503 at once, instead of growing
+        until RabbitMQ's memory or disk alarm stops every publisher.
+        """
+        vhost = self.get("RABBITMQ_VHOST") or "/"
         work = accounts.names_pattern(list(topology.ROUTING_KEYS))
         dead = accounts.names_pattern([topology.dead_letter_queue(key) for key in topology.ROUTING_KEYS])
-        definition = topology.work_queue_policy(
+        limits = topology.work_queue_policy(
             delivery_limit=self.positive_setting("DELIVERY_LIMIT", topology.DELIVERY_LIMIT),
             max_length=self.positive_setting("QUEUE_MAX_LENGTH", topology.QUEUE_MAX_LENGTH))
-        for name, pattern, applied in ((topology.WORK_QUEUE_POLICY, work, definition),
-                                       (topology.DEAD_QUEUE_POLICY, dead, topology.DEAD_QUEUE_DEFINITION)):
-            run(["docker", "exec", node.container, "rabbitmqctl", "-q", "set_policy", "--apply-to",
-                 "queues", "--priority", "0", name, pattern, json.dumps(applied)], capture=True)
-        say(f"queue policies: delivery limit {definition['delivery-limit']}, "
-            f"at most {definition['max-length']} ready messages per work queue")
+        policies = ((topology.WORK_QUEUE_POLICY, work, limits),
+                    (topology.DEAD_QUEUE_POLICY, dead, topology.DEAD_QUEUE_DEFINITION))
+        definitions: dict[str, list[dict[str, Any]]] = {"policies": [
+            {"vhost": vhost, "name": name, "pattern": pattern, "apply-to": "queues", "priority": 0,
+             "definition": applied} for name, pattern, applied in policies]}
+        if with_accounts:
+            hashed = {service: accounts.rabbitmq_password_hash(self.get(accounts.password_setting(service)))
+                      for service in accounts.SERVICES}
+            definitions["users"] = [
+                {"name": service, "tags": [], "hashing_algorithm": accounts.RABBITMQ_HASHING,
+                 "password_hash": hashed[service]} for service in accounts.SERVICES]
+            definitions["permissions"] = [
+                dict(zip(("configure", "write", "read"), accounts.rabbitmq_permissions(service), strict=True),
+                     user=service, vhost=vhost)
+                for service in accounts.SERVICES]
+        # The node reads the file itself, as its own user: a private temporary file it owns.
+        exec_with_input(node.container, [
+            "sh", "-c", 'f=$(mktemp) && cat > "$f" && chown rabbitmq "$f" && '
+                        'rabbitmqctl -q import_definitions "$f"; status=$?; rm -f "$f"; exit $status'],
+            json.dumps(definitions))
+        if with_accounts:
+            say(f"RabbitMQ accounts: {', '.join(accounts.SERVICES)} (each only its own rights)")
+        say(f"queue policies: delivery limit {limits['delivery-limit']}, "
+            f"at most {limits['max-length']} ready messages per work queue")
 
     def positive_setting(self, key: str, default: int) -> int:
         raw = self.get(key) or str(default)
         if not raw.isdigit() or int(raw) < 1:
             fail(f"{key}={raw}: say a whole number of at least 1")
         return int(raw)
-
-    def rabbitmq_accounts(self, node: Node) -> None:
-        """Each service's own user with only its permissions (common/accounts.py); idempotent.
-
-        Users and permissions are the cluster's, so one node is asked. Passwords go in
-        on rabbitmqctl's standard input, never on a command line.
-        """
-        existing = set(run(["docker", "exec", node.container, "rabbitmqctl", "-q", "list_users",
-                            "--no-table-headers"], capture=True).stdout.split())
-        for service in accounts.SERVICES:
-            password = self.get(accounts.password_setting(service))
-            verb = "change_password" if service in existing else "add_user"
-            # Not -q: rabbitmqctl 4.0 then waits on its standard input forever.
-            exec_with_input(node.container, ["rabbitmqctl", verb, service], password)
-            run(["docker", "exec", node.container, "rabbitmqctl", "-q", "set_user_tags", service],
-                capture=True)
-            run(["docker", "exec", node.container, "rabbitmqctl", "-q", "set_permissions", "-p",
-                 self.get("RABBITMQ_VHOST") or "/", service, *accounts.rabbitmq_permissions(service)],
-                capture=True)
-        say(f"RabbitMQ accounts: {', '.join(accounts.SERVICES)} (each only its own rights)")
 
     def rabbitmq_run_command(self, image: str, node: Node, *, clustered: bool = False) -> list[str]:
         # Credentials go in as `-e NAME` (value from the environment), never on
@@ -885,7 +892,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.status()
     elif args.command == "policies":  # DELIVERY_LIMIT or QUEUE_MAX_LENGTH changed: onto the running queues
         stack.load()
-        stack.rabbitmq_limits(stack.nodes()[0])
+        stack.rabbitmq_definitions(stack.nodes()[0], with_accounts=False)
     elif args.command in {"dead-letters", "replay-dead"}:
         if args.command == "replay-dead" and len(rest) != 1:
             fail("say which queue: replay-dead <routing key>  (make replay-dead QUEUE=insert_record)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib
 import re
 
@@ -64,3 +65,13 @@ def test_each_service_s_password_has_its_own_setting() -> None:
     settings = [accounts.password_setting(service) for service in accounts.SERVICES]
     assert len(set(settings)) == len(settings)
     assert accounts.password_setting("consumer_two") == "CONSUMER_TWO_PASSWORD"
+
+
+def test_a_password_hash_is_the_one_rabbitmq_makes() -> None:
+    """What `rabbitmqctl hash_password 'correct horse'` printed on RabbitMQ 4.0: the same salt
+    (its first 4 bytes) and password must give the same hash, or no service could log in."""
+    made_by_rabbitmq = "deFPgrm0uZTRwN+paTaUpHEgr7qXWcJDCZYhwFEx1JaeyZ6S"
+    salt = base64.b64decode(made_by_rabbitmq)[:4]
+    assert accounts.rabbitmq_password_hash("correct horse", salt) == made_by_rabbitmq
+    hashed_twice = {accounts.rabbitmq_password_hash("correct horse") for _ in range(2)}
+    assert len(hashed_twice) == 2, "a salt of its own each time"
