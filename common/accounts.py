@@ -31,9 +31,9 @@ DEFAULT_EXCHANGE = "amq.default"
 
 @dataclass(frozen=True)
 class Account:
-    """What one service may do: the queues it consumes, and its SQL privileges per table."""
+    """What one service may do in MySQL: its privileges per table. In RabbitMQ it may read
+    the queues of the kinds it handles (common/topology.py's KINDS), and nothing else."""
 
-    queues: tuple[str, ...] = ()
     grants: tuple[tuple[str, str], ...] = ()  # (privileges, table)
 
 
@@ -45,18 +45,15 @@ LEDGER_KEEPER = (("SELECT, INSERT, UPDATE (reply, subject), DELETE", "requests")
 
 SERVICES: dict[str, Account] = {
     PRODUCER: Account(),
-    "consumer_one": Account((topology.HEALTH_CHECK,)),
-    "consumer_two": Account((topology.INSERT_RECORD,), (("INSERT", "students"), *LEDGER)),
+    "consumer_one": Account(),
+    "consumer_two": Account((("INSERT", "students"), *LEDGER)),
     # SELECT ... FOR UPDATE needs SELECT and one of UPDATE, DELETE or LOCK TABLES.
-    "consumer_three": Account((topology.DELETE_RECORD,), (("SELECT, DELETE", "students"), *LEDGER_KEEPER)),
-    "consumer_four": Account((topology.READ_DATABASE, topology.REQUEST_STATUS),
-                             (("SELECT", "students"), ("SELECT", "requests"))),
-    "consumer_five": Account((topology.UPDATE_RECORD,),
-                             (("SELECT, UPDATE (name, section)", "students"), *LEDGER)),
-    "inventory_items": Account((topology.CREATE_ITEM, topology.READ_ITEMS, topology.ADJUST_STOCK),
-                               (("SELECT, INSERT, UPDATE (quantity)", "items"), *LEDGER)),
-    "inventory_orders": Account((topology.PLACE_ORDER, topology.READ_ORDERS), (
-        ("SELECT, INSERT", "orders"), ("SELECT, UPDATE (quantity)", "items"), *LEDGER)),
+    "consumer_three": Account((("SELECT, DELETE", "students"), *LEDGER_KEEPER)),
+    "consumer_four": Account((("SELECT", "students"), ("SELECT", "requests"))),
+    "consumer_five": Account((("SELECT, UPDATE (name, section)", "students"), *LEDGER)),
+    "inventory_items": Account((("SELECT, INSERT, UPDATE (quantity)", "items"), *LEDGER)),
+    "inventory_orders": Account((("SELECT, INSERT", "orders"), ("SELECT, UPDATE (quantity)", "items"),
+                                 *LEDGER)),
     OPERATOR: Account(),
 }
 # The schema migrations' own MySQL account (db/migrate.py): it owns the database's tables,
@@ -99,7 +96,7 @@ def rabbitmq_permissions(service: str) -> tuple[str, str, str]:
         # Publishes requests to the exchange; its replies come on direct reply-to,
         # which is not a queue and needs no permission.
         return "^$", names_pattern([topology.EXCHANGE]), "^$"
-    return "^$", names_pattern([DEFAULT_EXCHANGE]), names_pattern(list(SERVICES[service].queues))
+    return "^$", names_pattern([DEFAULT_EXCHANGE]), names_pattern(list(topology.keys_of(service)))
 
 
 def mysql_grants(service: str, database: str) -> list[tuple[str, str]]:

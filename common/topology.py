@@ -8,6 +8,7 @@ overflow, the maximum length) is the queues' policy, `work_queue_policy`, which
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 EXCHANGE = "microservices"
@@ -27,11 +28,46 @@ ADJUST_STOCK = "adjust_stock"
 PLACE_ORDER = "place_order"
 READ_ORDERS = "read_orders"
 
-# One durable quorum queue per routing key, bound under its own name.
-ROUTING_KEYS = (
-    HEALTH_CHECK, INSERT_RECORD, DELETE_RECORD, READ_DATABASE, UPDATE_RECORD, REQUEST_STATUS,
-    CREATE_ITEM, READ_ITEMS, ADJUST_STOCK, PLACE_ORDER, READ_ORDERS,
+
+@dataclass(frozen=True)
+class Kind:
+    """One message kind of the contract, declared once: everything else that lists kinds
+    (the queues, the producer's routes and success statuses, each service's queue
+    permissions, the tests' lists) is made from KINDS, and the documents are checked
+    against it (tests/unit/test_kinds.py)."""
+
+    key: str  # the routing key, and the name of its durable quorum queue
+    method: str  # the HTTP request the producer turns into this message
+    path: str  # (a Flask rule)
+    service: str  # the compose service whose consumer handles it
+    write: bool = False  # recorded in the request ledger; a 202 when its consumer is late
+    status: int = 200  # the HTTP status of its success
+
+
+KINDS = (
+    Kind(HEALTH_CHECK, "GET", "/health_check", "consumer_one"),
+    Kind(INSERT_RECORD, "POST", "/insert_record", "consumer_two", write=True, status=201),
+    Kind(DELETE_RECORD, "GET", "/delete_record", "consumer_three", write=True),
+    Kind(READ_DATABASE, "GET", "/read_database", "consumer_four"),
+    Kind(UPDATE_RECORD, "POST", "/update_record", "consumer_five", write=True),
+    Kind(REQUEST_STATUS, "GET", "/requests/<request_id>", "consumer_four"),
+    Kind(CREATE_ITEM, "POST", "/items", "inventory_items", write=True, status=201),
+    Kind(READ_ITEMS, "GET", "/items", "inventory_items"),
+    Kind(ADJUST_STOCK, "POST", "/items/<sku>/stock", "inventory_items", write=True),
+    Kind(PLACE_ORDER, "POST", "/orders", "inventory_orders", write=True, status=201),
+    Kind(READ_ORDERS, "GET", "/orders", "inventory_orders"),
 )
+KIND = {kind.key: kind for kind in KINDS}
+# One durable quorum queue per routing key, bound under its own name.
+ROUTING_KEYS = tuple(KIND)
+# The services that consume, in the order of their first kind.
+CONSUMERS = tuple(dict.fromkeys(kind.service for kind in KINDS))
+
+
+def keys_of(service: str) -> tuple[str, ...]:
+    """The routing keys a service consumes: the queues it alone may read."""
+    return tuple(kind.key for kind in KINDS if kind.service == service)
+
 
 # The policies' names, and their defaults (DELIVERY_LIMIT and QUEUE_MAX_LENGTH in .env).
 WORK_QUEUE_POLICY = "work-queue-limits"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,14 @@ from common.topology import (
     DELETE_RECORD,
     HEALTH_CHECK,
     INSERT_RECORD,
+    KIND,
+    KINDS,
     PLACE_ORDER,
     READ_DATABASE,
     READ_ITEMS,
     READ_ORDERS,
     REQUEST_STATUS,
+    ROUTING_KEYS,
     UPDATE_RECORD,
 )
 from producer import metrics
@@ -87,10 +90,7 @@ PROBE_PATHS = ("/livez", "/readyz", "/metrics")
 # Open even when API_TOKEN is set: health checks, the HTML pages, the API document.
 OPEN_PATHS = (*PROBE_PATHS, "/", "/docs", "/openapi.json")
 # The success status of each write, for replaying its stored answer.
-SUCCESS_STATUS = {
-    INSERT_RECORD: 201, DELETE_RECORD: 200, UPDATE_RECORD: 200,
-    CREATE_ITEM: 201, ADJUST_STOCK: 200, PLACE_ORDER: 201,
-}
+SUCCESS_STATUS = {kind.key: kind.status for kind in KINDS if kind.write}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # What browsers say of a request another site's page made (Fetch Metadata): "same-site"
 # includes another port of the same host (a dev server on localhost:8080), so it is refused too.
@@ -109,6 +109,20 @@ class ApiError(Exception):
 
 
 api = Blueprint("api", __name__)
+# The view of each message kind's route, by routing key (see `serves`).
+VIEWS: dict[str, Callable[..., Response]] = {}
+
+
+def serves(key: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Make a view the route of message kind `key`, at the method and path its declaration
+    (common/topology.py's KINDS) gives; create_app refuses to start with a kind unserved."""
+    kind = KIND[key]
+
+    def register(view: Callable[..., Response]) -> Callable[..., Response]:
+        api.add_url_rule(kind.path, endpoint=view.__name__, view_func=view, methods=[kind.method])
+        VIEWS[key] = view
+        return view
+    return register
 
 
 def _broker() -> Broker:
@@ -155,8 +169,10 @@ def _ask(routing_key: str, payload: dict[str, Any], *, write: bool = False) -> d
         ) from exc
 
 
-def _dispatch(routing_key: str, payload: dict[str, Any], *, status: int, write: bool) -> Response:
-    """Publish, wait for the consumer, and turn its reply into the HTTP answer."""
+def _dispatch(routing_key: str, payload: dict[str, Any]) -> Response:
+    """Publish, wait for the consumer, and turn its reply into the HTTP answer. Whether it
+    is a write, and its success status, come from its kind's declaration."""
+    write, status = KIND[routing_key].write, KIND[routing_key].status
     if write:
         # Where its answer can be looked up again, by whoever can name what it asked for.
         g.request_status = f"/requests/{g.request_id}?asked={fingerprint(routing_key, payload)}"
@@ -231,15 +247,15 @@ def _record_from_body(*, update: bool = False) -> dict[str, str]:
     return clean_record(fields, update=update)
 
 
-@api.get("/health_check")
+@serves(HEALTH_CHECK)
 def health_check() -> Response:
     message = clean_health_message(_one_arg("message"))
-    return _dispatch(HEALTH_CHECK, stamped({"message": message}), status=200, write=False)
+    return _dispatch(HEALTH_CHECK, stamped({"message": message}))
 
 
-@api.post("/insert_record")
+@serves(INSERT_RECORD)
 def insert_record() -> Response:
-    return _dispatch(INSERT_RECORD, _record_from_body(), status=201, write=True)
+    return _dispatch(INSERT_RECORD, _record_from_body())
 
 
 def _read_page(routing_key: str, limit: int, after: Any) -> dict[str, Any]:
@@ -268,7 +284,7 @@ def _paged(routing_key: str, field: str, by: str) -> Response:
     return Response(stream_with_context(_every_row(routing_key, field, first)), mimetype="application/json")
 
 
-@api.get("/read_database")
+@serves(READ_DATABASE)
 def read_database() -> Response:
     return _paged(READ_DATABASE, "records", "SRN")
 
@@ -295,44 +311,44 @@ def _every_row(routing_key: str, field: str, page: dict[str, Any]) -> Iterator[s
     yield f'], "count": {count}}}'
 
 
-@api.get("/delete_record")
+@serves(DELETE_RECORD)
 def delete_record() -> Response:
     srn = clean_srn(_one_arg("SRN", "srn") or "")
-    return _dispatch(DELETE_RECORD, {"SRN": srn}, status=200, write=True)
+    return _dispatch(DELETE_RECORD, {"SRN": srn})
 
 
-@api.post("/update_record")
+@serves(UPDATE_RECORD)
 def update_record() -> Response:
-    return _dispatch(UPDATE_RECORD, _record_from_body(update=True), status=200, write=True)
+    return _dispatch(UPDATE_RECORD, _record_from_body(update=True))
 
 
-@api.post("/items")
+@serves(CREATE_ITEM)
 def create_item() -> Response:
-    return _dispatch(CREATE_ITEM, clean_item(_json_body()), status=201, write=True)
+    return _dispatch(CREATE_ITEM, clean_item(_json_body()))
 
 
-@api.get("/items")
+@serves(READ_ITEMS)
 def read_items() -> Response:
     return _paged(READ_ITEMS, "items", "SKU")
 
 
-@api.post("/items/<sku>/stock")
+@serves(ADJUST_STOCK)
 def adjust_stock(sku: str) -> Response:
     change = {"SKU": clean_sku(sku), **clean_delta(_json_body())}
-    return _dispatch(ADJUST_STOCK, change, status=200, write=True)
+    return _dispatch(ADJUST_STOCK, change)
 
 
-@api.post("/orders")
+@serves(PLACE_ORDER)
 def place_order() -> Response:
-    return _dispatch(PLACE_ORDER, clean_order(_json_body()), status=201, write=True)
+    return _dispatch(PLACE_ORDER, clean_order(_json_body()))
 
 
-@api.get("/orders")
+@serves(READ_ORDERS)
 def read_orders() -> Response:
     return _paged(READ_ORDERS, "orders", "OrderID")
 
 
-@api.get("/requests/<request_id>")
+@serves(REQUEST_STATUS)
 def request_status(request_id: str) -> Response:
     """The stored answer of a finished write: the same status and body it would have had."""
     if not REQUEST_ID_PATTERN.fullmatch(request_id):
@@ -416,6 +432,9 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     app.extensions["settings"] = settings
     app.extensions["log"] = log
     app.extensions["broker"] = broker or Broker(settings.amqp, f"{SERVICE}", log)
+    unserved = [key for key in ROUTING_KEYS if key not in VIEWS]
+    if unserved:  # a kind declared with no route: a programming error, found before serving
+        raise RuntimeError(f"no route serves {', '.join(unserved)}: add a view with @serves(<its key>)")
     app.register_blueprint(api)
 
     @app.before_request

@@ -17,6 +17,7 @@ from typing import Any
 import pika
 import requests
 
+from common import topology
 from common.messages import fingerprint
 from scripts.copies import Copy, copy_values, read_values, root_sql, throwaway_copy
 from scripts.copies import free_port as free_port  # tests' public name
@@ -26,13 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 # MSTEST_PROJECT lets two checkouts test side by side on one Docker engine.
 PROJECT = os.environ.get("MSTEST_PROJECT", "mstest")
-# The services of compose that run our code, besides the producer.
-CONSUMERS = ("consumer_one", "consumer_two", "consumer_three", "consumer_four", "consumer_five",
-             "inventory_items", "inventory_orders")
-# The contract's routing keys: the assignment's four, the lookup of a finished
-# write's answer, the update, and the inventory's.
-ROUTING_KEYS = ("health_check", "insert_record", "delete_record", "read_database", "request_status",
-                "update_record", "create_item", "read_items", "adjust_stock", "place_order", "read_orders")
+# The services of compose that run our code besides the producer, and the contract's
+# routing keys: both from the one declaration of the message kinds.
+CONSUMERS = topology.CONSUMERS
+ROUTING_KEYS = topology.ROUTING_KEYS
 # Short enough that the idle test sits through several heartbeat timeouts.
 HEARTBEAT_S = 3
 

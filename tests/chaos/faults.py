@@ -20,6 +20,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
@@ -228,52 +229,41 @@ class Injector(threading.Thread):
             time.sleep(0.5)
         return False
 
-    def pause(self, fault: Fault) -> None:
-        container = self.container(fault.target)
-        pause(container, refused=fault.notes.append)
+    @staticmethod
+    def hold(fault: Fault, heal: Callable[[], object]) -> None:
+        """The fault is in: keep it for its hold time, then `heal` it, whatever happens meanwhile."""
         fault.injected = True
         try:
             time.sleep(fault.hold_s)
         finally:
-            docker("unpause", container)
+            heal()
+
+    def pause(self, fault: Fault) -> None:
+        container = self.container(fault.target)
+        pause(container, refused=fault.notes.append)
+        self.hold(fault, lambda: docker("unpause", container))
 
     def alarm(self, fault: Fault) -> None:
         container = self.rabbit_container(fault.target)
         limit = rabbitmqctl(container, "eval", "rabbit_disk_monitor:get_disk_free_limit().").strip()
         fault.notes.append(f"disk_free_limit was {limit}")
         rabbitmqctl(container, "set_disk_free_limit", ALARM_LIMIT)
-        fault.injected = True
-        try:
-            time.sleep(fault.hold_s)
-        finally:
-            rabbitmqctl(container, "set_disk_free_limit", limit if limit.isdigit() else "50MB")
+        self.hold(fault, lambda: rabbitmqctl(container, "set_disk_free_limit",
+                                             limit if limit.isdigit() else "50MB"))
 
     def netcut(self, fault: Fault) -> None:
         container = self.container(fault.target)
         network = compose_network(container)
         docker("network", "disconnect", network, container)
-        fault.injected = True
-        try:
-            time.sleep(fault.hold_s)
-        finally:
-            docker("network", "connect", "--alias", fault.target, network, container)
+        self.hold(fault, lambda: docker("network", "connect", "--alias", fault.target, network, container))
 
     def brokercut(self, fault: Fault) -> None:
-        heal = cut_broker_path(self.stack, fault.target)
-        fault.injected = True
-        try:
-            time.sleep(fault.hold_s)
-        finally:
-            heal()
+        self.hold(fault, cut_broker_path(self.stack, fault.target))
 
     def partition(self, fault: Fault) -> None:
         container = self.rabbit_container(fault.target)
-        heal = cut_node(self.stack, next(n for n in self.stack.nodes() if n.container == container))
-        fault.injected = True
-        try:
-            time.sleep(fault.hold_s)
-        finally:
-            heal()
+        node = next(n for n in self.stack.nodes() if n.container == container)
+        self.hold(fault, cut_node(self.stack, node))
 
     def all_stop(self, fault: Fault) -> None:
         """SIGTERM to every container (compose services, then RabbitMQ), then `scripts/stack.py up`."""

@@ -161,7 +161,7 @@ AMQP_FORBIDDEN_TO_ALL = {
 @pytest.mark.parametrize("service", [s for s in accounts.SERVICES if s != accounts.OPERATOR])
 def test_each_broker_account_is_refused_everything_beyond_its_job(stack: Stack, service: str) -> None:
     forbidden = dict(AMQP_FORBIDDEN_TO_ALL)
-    queues = accounts.SERVICES[service].queues
+    queues = topology.keys_of(service)
     others = [key for key in topology.ROUTING_KEYS if key not in queues]
     forbidden[f"read another's queue ({others[0]})"] = consume(others[0])
     forbidden[f"purge another's queue ({others[0]})"] = lambda channel: channel.queue_purge(others[0])

@@ -45,12 +45,14 @@ def edit(path: Path, old: str, new: str, step: str) -> None:
 
 def follow_the_page(tree: Path) -> None:
     """Steps 1 to 5 of the page, in `tree`, with the page's own code."""
-    # 1. The routing key, and the key in ROUTING_KEYS.
-    assert 'COUNT_RECORDS = "count_records"' in block("python", "ROUTING_KEYS")
+    # 1. The routing key, and its declaration at the end of KINDS.
+    declaration = block("python", "KINDS = (")
+    assert 'COUNT_RECORDS = "count_records"' in declaration
+    [kind] = [line for line in declaration.splitlines() if line.strip().startswith("Kind(")]
     edit(tree / "common" / "topology.py", 'READ_ORDERS = "read_orders"\n',
          'READ_ORDERS = "read_orders"\nCOUNT_RECORDS = "count_records"\n', "1. the routing key")
-    edit(tree / "common" / "topology.py", "PLACE_ORDER, READ_ORDERS,\n)",
-         "PLACE_ORDER, READ_ORDERS, COUNT_RECORDS,\n)", "1. ROUTING_KEYS")
+    last = '    Kind(READ_ORDERS, "GET", "/orders", "inventory_orders"),\n'
+    edit(tree / "common" / "topology.py", last, last + kind + "\n", "1. the declaration")
     # 2. The handler: a folder with an empty __init__.py and the page's file.
     (tree / "consumer_six").mkdir()
     (tree / "consumer_six" / "__init__.py").write_text("")
@@ -60,7 +62,7 @@ def follow_the_page(tree: Path) -> None:
     edit(tree / "producer" / "producer.py", "    READ_ORDERS,\n", "    READ_ORDERS,\n    COUNT_RECORDS,\n",
          "3. the producer's imports")
     producer = tree / "producer" / "producer.py"
-    producer.write_text(producer.read_text() + "\n\n" + block("python", '@api.get("/count_records")'))
+    producer.write_text(producer.read_text() + "\n\n" + block("python", "@serves(COUNT_RECORDS)"))
     # 4. Its accounts, in SERVICES before the operator.
     edit(tree / "common" / "accounts.py", "    OPERATOR: Account(),\n",
          block("python", '"consumer_six": Account(') + "    OPERATOR: Account(),\n", "4. the accounts")

@@ -10,19 +10,17 @@ import pytest
 
 from common import accounts, topology
 from common.consumer import Handler
+from tests.unit.test_kinds import compose_consumers
 
-# Each consumer service's handler module (as docker-compose.yml runs it).
-MODULES = {"consumer_one": "consumer_one.healthcheck", "consumer_two": "consumer_two.insertion",
-           "consumer_three": "consumer_three.deletion", "consumer_four": "consumer_four.read",
-           "consumer_five": "consumer_five.update", "inventory_items": "inventory_items.items",
-           "inventory_orders": "inventory_orders.orders"}
+# Each consumer service's handler module, as docker-compose.yml runs it.
+MODULES = compose_consumers()
 
 
 @pytest.mark.parametrize("service", sorted(MODULES))
 def test_a_consumer_may_read_exactly_the_queues_its_handlers_serve(service: str) -> None:
     module = importlib.import_module(MODULES[service])
     served = {value.routing_key for value in vars(module).values() if isinstance(value, Handler)}
-    assert set(accounts.SERVICES[service].queues) == served
+    assert set(topology.keys_of(service)) == served
     configure, write, read = accounts.rabbitmq_permissions(service)
     assert configure == "^$"
     assert [key for key in topology.ROUTING_KEYS if re.fullmatch(read, key)] == \

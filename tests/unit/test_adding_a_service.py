@@ -70,13 +70,23 @@ def test_the_handler_counts_and_is_a_read_that_expires() -> None:
 
 
 def test_the_producer_and_topology_names_it_uses_exist() -> None:
-    for name in ("_dispatch", "stamped", "SUCCESS_STATUS", "STATUS_OF_ERROR", "api"):
+    for name in ("_dispatch", "serves", "stamped", "SUCCESS_STATUS", "STATUS_OF_ERROR"):
         assert hasattr(producer, name), name
-    for name in ("ROUTING_KEYS", "work_queue_policy"):
+    for name in ("KINDS", "Kind", "ROUTING_KEYS", "work_queue_policy"):
         assert hasattr(topology, name), name
     assert hasattr(declare, "declare")
-    assert "def _dispatch(routing_key: str, payload: dict[str, Any], *, status: int, write: bool)" in (
+    assert "def _dispatch(routing_key: str, payload: dict[str, Any]) -> Response:" in (
         ROOT / "producer" / "producer.py").read_text(encoding="utf-8")
+
+
+def test_the_declaration_line_fits_the_table_of_kinds() -> None:
+    """The page's `Kind(...)` line, evaluated as the code would, is a read of consumer_six."""
+    [block] = [b for b in blocks("python") if "KINDS = (" in b]
+    [line] = [text.strip().rstrip(",") for text in block.splitlines() if text.strip().startswith("Kind(")]
+    kind = eval(line, {"Kind": topology.Kind, "COUNT_RECORDS": "count_records"})  # noqa: S307 - our own docs
+    assert kind == topology.Kind("count_records", "GET", "/count_records", "consumer_six")
+    assert '    Kind(READ_ORDERS, "GET", "/orders", "inventory_orders"),\n)' in (
+        ROOT / "common" / "topology.py").read_text(encoding="utf-8")
 
 
 def test_the_compose_entry_and_the_dockerfile_stage_fit() -> None:
@@ -91,7 +101,7 @@ def test_the_compose_entry_and_the_dockerfile_stage_fit() -> None:
     assert "FROM base AS consumer" in dockerfile
     assert "ARG SERVICE" in dockerfile and "ARG MODULE" in dockerfile
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert '"consumer_five"' in pyproject  # the list a new folder joins
+    assert 'files = ["."]' in pyproject  # mypy checks a new folder without being told
 
 
 def test_the_account_line_fits_the_accounts_table() -> None:
@@ -99,13 +109,13 @@ def test_the_account_line_fits_the_accounts_table() -> None:
     [line] = [b for b in blocks("python") if '"consumer_six": Account(' in b]
     [entry] = ast.parse("{" + line + "}", mode="eval").body.keys  # type: ignore[attr-defined]
     assert isinstance(entry, ast.Constant) and entry.value == "consumer_six"
-    assert "topology.COUNT_RECORDS" in line and '("SELECT", "students")' in line
+    assert '("SELECT", "students")' in line
     assert "    OPERATOR: Account(),\n" in (ROOT / "common" / "accounts.py").read_text(encoding="utf-8")
     assert isinstance(accounts.SERVICES["consumer_five"], accounts.Account)
 
 
 def test_the_files_it_points_at_exist() -> None:
     for path in ("common/topology.py", "common/consumer.py", "producer/producer.py", "producer/openapi.py",
-                 "common/accounts.py", "tests/support.py", "tests/unit/test_consumers.py",
+                 "common/accounts.py", "tests/unit/test_kinds.py", "tests/unit/test_consumers.py",
                  "docs/asyncapi.yaml"):
         assert path in PAGE and (ROOT / path).exists(), path

@@ -1,0 +1,127 @@
+"""The one declaration of the message kinds (common/topology.py's KINDS) and what must follow it.
+
+What is made from KINDS at run time (the queues, the producer's routes and
+success statuses, each service's queue permission, the tests' lists) is
+checked here through the running code; what is written by hand (the
+OpenAPI and AsyncAPI documents, the Postman collection, the contract's route
+tables, docker-compose.yml) is checked against KINDS, and a failure names the
+kind each one lacks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flask.testing import FlaskClient
+
+from common import accounts, topology
+from common.config import Settings
+from common.consumer import Handler
+from producer import producer
+from producer.openapi import document
+from tests.integration.test_postman import COLLECTION, _path_of, _pattern, _requests
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {"RABBITMQ_HOST": "broker", "RABBITMQ_USER": "app", "RABBITMQ_PASSWORD": "pw"}
+
+
+def compose_consumers() -> dict[str, str]:
+    """Each compose service built as a consumer, and its handler module (its build args)."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    found = {}
+    for name, service in services.items():
+        build = service.get("build") or {}
+        args = build.get("args") or {} if isinstance(build, dict) else {}
+        if build.get("target") == "consumer":
+            found[name] = f"{args['SERVICE']}.{args['MODULE']}"
+    return found
+
+
+def served_keys(module: str) -> set[str]:
+    """The routing keys the handlers of a consumer module serve."""
+    return {value.routing_key for value in vars(importlib.import_module(module)).values()
+            if isinstance(value, Handler)}
+
+
+def same_shape(path: str) -> str:
+    """A path with each parameter, however written (`<sku>`, `{sku}`, `<id>`), as `<>`."""
+    return re.sub(r"<[^>]*>|\{[^}]*\}", "<>", path)
+
+
+@pytest.fixture
+def client() -> FlaskClient:
+    settings = Settings.from_env("producer", needs_db=False, env=ENV)
+    return producer.create_app(settings, object()).test_client()  # type: ignore[arg-type]
+
+
+def test_keys_are_unique_and_each_route_is_declared_once() -> None:
+    keys = [kind.key for kind in topology.KINDS]
+    routes = [(kind.method, kind.path) for kind in topology.KINDS]
+    assert len(set(keys)) == len(keys) and len(set(routes)) == len(routes)
+    assert all(kind.method in {"GET", "POST"} and kind.path.startswith("/") for kind in topology.KINDS)
+    assert all(kind.write for kind in topology.KINDS if kind.status != 200)
+
+
+def test_the_producer_serves_each_kind_at_its_declared_route(client: FlaskClient) -> None:
+    rules = {(rule.rule, method): rule.endpoint for rule in client.application.url_map.iter_rules()
+             for method in rule.methods or ()}
+    for kind in topology.KINDS:
+        view = producer.VIEWS[kind.key]
+        assert rules.get((kind.path, kind.method)) == f"api.{view.__name__}", kind
+    declared = {kind.key: kind.status for kind in topology.KINDS if kind.write}
+    assert declared == producer.SUCCESS_STATUS
+
+
+def test_a_kind_declared_without_a_route_stops_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(producer, "ROUTING_KEYS", (*topology.ROUTING_KEYS, "count_records"))
+    settings = Settings.from_env("producer", needs_db=False, env=ENV)
+    with pytest.raises(RuntimeError, match="no route serves count_records"):
+        producer.create_app(settings, object())  # type: ignore[arg-type]
+
+
+def test_each_consumer_in_compose_serves_exactly_its_declared_kinds() -> None:
+    consumers = compose_consumers()
+    assert set(consumers) == set(topology.CONSUMERS), "compose's consumers and KINDS' services differ"
+    for service, module in consumers.items():
+        assert served_keys(module) == set(topology.keys_of(service)), service
+        assert re.fullmatch(accounts.rabbitmq_permissions(service)[2], topology.keys_of(service)[0])
+
+
+def test_the_openapi_document_has_each_kind_s_route() -> None:
+    paths = {(same_shape(path), method.upper())
+             for path, item in document()["paths"].items() for method in item}
+    missing = [kind.key for kind in topology.KINDS if (same_shape(kind.path), kind.method) not in paths]
+    assert not missing, f"producer/openapi.py has no route for: {', '.join(missing)}"
+
+
+def test_the_asyncapi_document_has_a_channel_and_an_operation_for_each_kind() -> None:
+    asyncapi = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text(encoding="utf-8"))
+    channels = {channel["address"] for channel in asyncapi["channels"].values()}
+    sent = {operation["channel"]["$ref"].rpartition("/")[2] for operation in asyncapi["operations"].values()
+            if operation["action"] == "send"}
+    missing = [key for key in topology.ROUTING_KEYS if key not in channels or key not in sent]
+    assert not missing, f"docs/asyncapi.yaml has no channel or send operation for: {', '.join(missing)}"
+
+
+def test_the_postman_collection_has_a_request_for_each_kind() -> None:
+    collection: dict[str, Any] = json.loads(COLLECTION.read_text(encoding="utf-8"))
+    calls = {(r["method"], _path_of(r)) for r in _requests(collection["item"])}
+    missing = [kind.key for kind in topology.KINDS if not any(
+        method == kind.method and _pattern(same_shape(kind.path).replace("<>", "{parameter}")).fullmatch(path)
+        for method, path in calls)]
+    assert not missing, f"{COLLECTION.name} has no request for: {', '.join(missing)}"
+
+
+def test_the_contract_s_route_tables_name_each_kind_with_its_route_and_service() -> None:
+    rows = [line for line in (ROOT / "docs" / "contract.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("| `")]
+    missing = [kind.key for kind in topology.KINDS if not any(
+        f"`{kind.method} {same_shape(kind.path)}" in same_shape(row)
+        and f"`{kind.key}`, {kind.service}" in row for row in rows)]
+    assert not missing, f"docs/contract.md has no table row for: {', '.join(missing)}"
