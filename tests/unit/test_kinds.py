@@ -43,10 +43,9 @@ def compose_consumers() -> dict[str, str]:
     return found
 
 
-def served_keys(module: str) -> set[str]:
-    """The routing keys the handlers of a consumer module serve."""
-    return {value.routing_key for value in vars(importlib.import_module(module)).values()
-            if isinstance(value, Handler)}
+def handlers(module: str) -> list[Handler]:
+    """The handlers of a consumer module."""
+    return [value for value in vars(importlib.import_module(module)).values() if isinstance(value, Handler)]
 
 
 def same_shape(path: str) -> str:
@@ -89,7 +88,10 @@ def test_each_consumer_in_compose_serves_exactly_its_declared_kinds() -> None:
     consumers = compose_consumers()
     assert set(consumers) == set(topology.CONSUMERS), "compose's consumers and KINDS' services differ"
     for service, module in consumers.items():
-        assert served_keys(module) == set(topology.keys_of(service)), service
+        served = {handler.routing_key for handler in handlers(module)}
+        assert served == set(topology.keys_of(service)), service
+        for handler in handlers(module):  # a declared write's answer is kept in the ledger, a read's is not
+            assert handler.ledger == topology.KIND[handler.routing_key].write, handler.routing_key
         assert re.fullmatch(accounts.rabbitmq_permissions(service)[2], topology.keys_of(service)[0])
 
 
