@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pika
 import pika.exceptions
@@ -125,7 +125,13 @@ class Stopping(Exception):
     """SIGTERM arrived while the message in hand could not be finished."""
 
 
-Delivery = tuple[Handler, Basic.Deliver, BasicProperties, bytes]
+class Delivery(NamedTuple):
+    """A message as RabbitMQ delivered it, with the handler of its queue."""
+
+    handler: Handler
+    method: Basic.Deliver
+    props: BasicProperties
+    body: bytes
 
 
 class Worker:
@@ -199,7 +205,7 @@ class Worker:
 
             def deliver(handler: Handler, method: Basic.Deliver, props: BasicProperties, body: bytes) -> None:
                 self.arrived[method.delivery_tag] = time.time()
-                inbox.append((handler, method, props, body))
+                inbox.append(Delivery(handler, method, props, body))
 
             for queue, handler in self.handlers.items():
                 tags.append(channel.basic_consume(
@@ -262,8 +268,8 @@ class Worker:
         """
         first = inbox.popleft()
         batch = [first]
-        if first[0].batch and not first[0].expires and not first[1].redelivered:
-            while inbox and inbox[0][0] is first[0] and not inbox[0][1].redelivered:
+        if first.handler.batch and not first.handler.expires and not first.method.redelivered:
+            while inbox and inbox[0].handler is first.handler and not inbox[0].method.redelivered:
                 batch.append(inbox.popleft())
         if len(batch) == 1:
             self._process(connection, channel, *first)
@@ -280,14 +286,14 @@ class Worker:
         each message is carried out alone, so the bad one is set aside by
         itself and never takes the others with it.
         """
-        handler = batch[0][0]
+        handler = batch[0].handler
         started = time.monotonic()
         valid: list[tuple[Delivery, str, dict[str, Any]]] = []
         for delivery in batch:
-            _, _, props, body = delivery
-            request_id = props.message_id or ""
+            request_id = delivery.props.message_id or ""
             try:
-                valid.append((delivery, request_id, self._parse(handler, request_id, props, body)))
+                valid.append((delivery, request_id, self._parse(handler, request_id, delivery.props,
+                                                                delivery.body)))
             except Exception:  # Invalid, or a bug in the parser
                 self._process(connection, channel, *delivery)  # dead-letters it, as alone
         if not valid:
@@ -308,14 +314,14 @@ class Worker:
             try:
                 body = encode(reply)
             except Exception:  # a result with no JSON form: this message alone is set aside
-                self._set_aside(channel, handler, delivery[1], delivery[2], request_id, "reply")
+                self._set_aside(channel, handler, delivery.method, delivery.props, request_id, "reply")
                 continue
-            self._reply(channel, delivery[2], body)
+            self._reply(channel, delivery.props, body)
             answered.append((delivery, request_id, reply, time.time()))
         if not answered:
             return
         # Only now, after the commit; the last one answered, never one rejected already.
-        channel.basic_ack(answered[-1][0][1].delivery_tag, multiple=True)
+        channel.basic_ack(answered[-1][0].method.delivery_tag, multiple=True)
         seconds = time.monotonic() - started
         for delivery, request_id, reply, reply_sent in answered:
             metrics.MESSAGES.labels(handler.routing_key, "ok" if reply["ok"] else "refused").inc()
@@ -323,7 +329,7 @@ class Worker:
             self.log.info(
                 "message_handled", request_id=request_id, queue=handler.routing_key,
                 ok=reply["ok"], error=reply.get("error"), ms=round(seconds * 1000, 1), batch=len(valid),
-                at=self._marks(handler, delivery[1].delivery_tag, committed, reply_sent),
+                at=self._marks(handler, delivery.method.delivery_tag, committed, reply_sent),
             )
 
     def _process(

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from common import logs
 from common.config import Settings
-from common.consumer import LEDGER_CONFLICT_RETRIES, Message, Worker
+from common.consumer import LEDGER_CONFLICT_RETRIES, Delivery, Message, Worker
 from common.db import DatabaseAway, LedgerConflict
 from common.messages import ERASED, Invalid, Refused, fingerprint
 from consumer_five import update
@@ -355,13 +355,13 @@ class FakeDatabase:
     def close(self) -> None: ...
 
 
-def delivery(handler: Any, tag: int, body: Any, *, redelivered: bool = False) -> Any:
+def delivery(handler: Any, tag: int, body: Any, *, redelivered: bool = False) -> Delivery:
     from pika.spec import Basic, BasicProperties
 
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     props = BasicProperties(content_type="application/json", message_id=f"m{tag}", correlation_id=f"m{tag}",
                             reply_to="caller")
-    return (handler, Basic.Deliver(delivery_tag=tag, redelivered=redelivered), props, raw)
+    return Delivery(handler, Basic.Deliver(delivery_tag=tag, redelivered=redelivered), props, raw)
 
 
 def run_inbox(worker: Worker, deliveries: list[Any]) -> tuple[Events, FakeDatabase]:
@@ -417,7 +417,7 @@ def test_redelivered_messages_are_carried_out_alone(worker: Worker) -> None:
 def test_a_reply_echoes_the_requests_correlation_id_not_its_request_id(worker: Worker) -> None:
     handler, method, props, body = delivery(insertion.HANDLER, 1, {"Name": "A", "SRN": "C1", "Section": "S"})
     props.correlation_id = "call-7f3a"  # the caller's own, not the client's request id (m1)
-    events, db = run_inbox(worker, [(handler, method, props, body)])
+    events, db = run_inbox(worker, [Delivery(handler, method, props, body)])
     [reply] = [e for e in events.log if e[0] == "reply"]
     assert reply[1] == "call-7f3a"
     assert set(db.cursor.requests) == {"m1"}  # the ledger is keyed by the request id
