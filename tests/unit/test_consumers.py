@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections import deque
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,9 +16,11 @@ from prometheus_client import REGISTRY
 
 from common import logs
 from common.config import Settings
-from common.consumer import LEDGER_CONFLICT_RETRIES, Delivery, Message, Worker
+from common.consumer import LEDGER_CONFLICT_RETRIES, Delivery, Handler, Message, Worker
 from common.db import DatabaseAway, LedgerConflict
 from common.messages import ERASED, Invalid, Refused, fingerprint
+from common.testing import InMemoryQueue
+from common.topology import DELETE_RECORD, INSERT_RECORD, READ_DATABASE
 from consumer_five import update
 from consumer_four import read
 from consumer_one import healthcheck
@@ -170,96 +171,99 @@ def test_read_refuses_a_bad_page(payload: dict[str, Any]) -> None:
     assert caught.value.code == "invalid_message"
 
 
-@pytest.fixture
-def worker() -> Worker:
-    env = {"RABBITMQ_HOST": "h", "RABBITMQ_USER": "u", "RABBITMQ_PASSWORD": "p",
-           "MYSQL_USER": "u", "MYSQL_PASSWORD": "p"}
-    settings = Settings.from_env("consumer_two", needs_db=True, env=env)
-    return Worker(settings, [insertion.HANDLER], logs.EventLogger(logging.getLogger("test"), {}))
+def over(*handlers: Handler, students: dict[str, tuple[str, str, str]] | None = None) -> tuple[
+        InMemoryQueue, Any]:
+    """The handlers' queues in memory, over a FakeCursor's tables; both, for the test to look at."""
+    database = FakeDatabase(Events())
+    database.cursor.students.update(students or {})
+    queue = InMemoryQueue(*handlers, database=database)
+    database.events.log = queue.log  # one log: the commits among the replies and acknowledgements
+    return queue, database.cursor
 
 
-def test_ledger_answers_a_repeat_with_the_first_answer(worker: Worker) -> None:
-    db = fake_db()
-    record = {"Name": "A", "SRN": "S1", "Section": "B"}
-    first = worker._transaction(insertion.HANDLER, db, [("req-1", record)])[0]
-    again = worker._transaction(insertion.HANDLER, db, [("req-1", record)])[0]
-    assert first == again == {"ok": True, "result": {"record": record}}
+RECORD = {"Name": "A", "SRN": "S1", "Section": "B"}
+
+
+def test_ledger_answers_a_repeat_with_the_first_answer() -> None:
+    queue, db = over(insertion.HANDLER)
+    first = queue.call(INSERT_RECORD, RECORD, request_id="req-1")
+    again = queue.call(INSERT_RECORD, RECORD, request_id="req-1")
+    assert first == again == {"ok": True, "result": {"record": RECORD}}
     assert len(db.students) == 1 and len(db.requests) == 1
 
 
-def test_a_delete_erases_the_student_s_data_from_earlier_answers_and_keeps_its_own(worker: Worker) -> None:
-    db = fake_db()
+def test_a_delete_erases_the_student_s_data_from_earlier_answers_and_keeps_its_own() -> None:
+    queue, db = over(insertion.HANDLER, deletion.HANDLER)
     record, other = {"Name": "Ada", "SRN": "S1", "Section": "B"}, {"Name": "Bob", "SRN": "S2", "Section": "C"}
-    worker._transaction(insertion.HANDLER, db, [("ins-1", record), ("ins-2", other)])
-    worker._transaction(insertion.HANDLER, db, [("ins-3", record)])  # refused: duplicate_srn
-    [deleted] = worker._transaction(deletion.HANDLER, db, [("del-1", {"SRN": "S1"})])
+    queue.calls(INSERT_RECORD, [("ins-1", record), ("ins-2", other)])
+    queue.call(INSERT_RECORD, record, request_id="ins-3")  # refused: duplicate_srn
+    deleted = queue.call(DELETE_RECORD, {"SRN": "S1"}, request_id="del-1")
     assert deleted == {"ok": True, "result": {"deleted": record}}
     erased = {"ok": True, "result": {"erased": True, "message": ERASED}}
     # A retry of the insert gets its status back, not the data; the refusal keeps its code.
-    assert worker._transaction(insertion.HANDLER, db, [("ins-1", record)]) == [erased]
-    assert worker._transaction(insertion.HANDLER, db, [("ins-3", record)]) == [
-        {"ok": False, "error": "duplicate_srn", "message": ERASED}]
+    assert queue.call(INSERT_RECORD, record, request_id="ins-1") == erased
+    assert queue.call(INSERT_RECORD, record, request_id="ins-3") == {
+        "ok": False, "error": "duplicate_srn", "message": ERASED}
     stored = json.dumps(db.requests)
     assert "Ada" not in stored.replace(json.dumps(db.requests["del-1"]), "")
     # The delete's own answer is kept, so that its retry gets it; another student's is untouched.
-    assert worker._transaction(deletion.HANDLER, db, [("del-1", {"SRN": "S1"})]) == [deleted]
+    assert queue.call(DELETE_RECORD, {"SRN": "S1"}, request_id="del-1") == deleted
     assert "Bob" in db.requests["ins-2"][2] and db.subjects["ins-2"] == "S2"
 
 
-def test_ledger_keeps_refusals_too(worker: Worker) -> None:
-    db = fake_db({"S1": ("old", "S1", "B")})
-    record = {"Name": "A", "SRN": "S1", "Section": "B"}
-    first = worker._transaction(insertion.HANDLER, db, [("req-2", record)])[0]
+def test_ledger_keeps_refusals_too() -> None:
+    queue, db = over(insertion.HANDLER, students={"S1": ("old", "S1", "B")})
+    first = queue.call(INSERT_RECORD, RECORD, request_id="req-2")
     assert first["error"] == "duplicate_srn"
     db.students.clear()  # even if the row goes away, the retried request keeps its answer
-    assert worker._transaction(insertion.HANDLER, db, [("req-2", record)])[0] == first
+    assert queue.call(INSERT_RECORD, RECORD, request_id="req-2") == first
 
 
-def test_same_request_id_for_another_request_is_a_conflict(worker: Worker) -> None:
-    db = fake_db()
-    first, second = {"Name": "A", "SRN": "S1", "Section": "B"}, {"Name": "Z", "SRN": "S2", "Section": "B"}
-    worker._transaction(insertion.HANDLER, db, [("req-3", first)])
-    [other] = worker._transaction(insertion.HANDLER, db, [("req-3", second)])
+def test_same_request_id_for_another_request_is_a_conflict() -> None:
+    queue, db = over(insertion.HANDLER)
+    queue.call(INSERT_RECORD, RECORD, request_id="req-3")
+    other = queue.call(INSERT_RECORD, {"Name": "Z", "SRN": "S2", "Section": "B"}, request_id="req-3")
     assert other["error"] == "request_id_conflict"
     assert set(db.students) == {"S1"}
 
 
-def test_a_batch_reads_and_writes_the_ledger_once_and_replays_a_repeat_within_it(worker: Worker) -> None:
-    db = fake_db()
-    one, two = {"Name": "A", "SRN": "S1", "Section": "B"}, {"Name": "B", "SRN": "S2", "Section": "B"}
-    replies = worker._transaction(insertion.HANDLER, db, [("req-4", one), ("req-5", two), ("req-4", one)])
+def test_a_batch_reads_and_writes_the_ledger_once_and_replays_a_repeat_within_it() -> None:
+    queue, db = over(insertion.HANDLER)
+    one, two = RECORD, {"Name": "B", "SRN": "S2", "Section": "B"}
+    replies = queue.calls(INSERT_RECORD, [("req-4", one), ("req-5", two), ("req-4", one)])
     assert replies[0] == replies[2] == {"ok": True, "result": {"record": one}}
     assert replies[1] == {"ok": True, "result": {"record": two}}
     assert set(db.students) == {"S1", "S2"} and set(db.requests) == {"req-4", "req-5"}
-    assert db.ledger_writes == 1
+    assert db.ledger_writes == 1 and ledger_reads(db) == 0  # new requests: no read at all
+    # A batch with a request done before is rolled back, then reads the ledger once for all of it.
+    three = {"Name": "C", "SRN": "S3", "Section": "B"}
+    assert queue.calls(INSERT_RECORD, [("req-5", two), ("req-6", three)]) == [
+        {"ok": True, "result": {"record": two}}, {"ok": True, "result": {"record": three}}]
+    assert ledger_reads(db) == 1 and set(db.requests) == {"req-4", "req-5", "req-6"}
 
 
-def test_a_new_request_costs_no_ledger_read_and_no_savepoint(worker: Worker) -> None:
-    store = FakeDatabase(Events())
-    worker.db, db = store, store.cursor  # type: ignore[assignment]
-    record = {"Name": "A", "SRN": "S1", "Section": "B"}
-    [reply] = worker._carry_out(None, insertion.HANDLER, [("req-30", record)])
-    assert reply == {"ok": True, "result": {"record": record}}
+def test_a_new_request_costs_no_ledger_read_and_no_savepoint() -> None:
+    queue, db = over(insertion.HANDLER)
+    reply = queue.call(INSERT_RECORD, RECORD, request_id="req-30")
+    assert reply == {"ok": True, "result": {"record": RECORD}}
     # The insert and the ledger entry: its unique key, not a read before, says whether it is new.
     assert [sql.split()[0] + " " + sql.split()[2] for sql in db.statements] == [
         "INSERT students", "INSERT requests"]
     assert set(db.requests) == {"req-30"}
 
 
-def test_a_request_done_before_is_rolled_back_and_answered_from_the_ledger(worker: Worker) -> None:
-    store = FakeDatabase(Events())
-    worker.db, db = store, store.cursor  # type: ignore[assignment]
-    record = {"Name": "A", "SRN": "S1", "Section": "B"}
-    [first] = worker._carry_out(None, insertion.HANDLER, [("req-31", record)])
+def test_a_request_done_before_is_rolled_back_and_answered_from_the_ledger() -> None:
+    queue, db = over(insertion.HANDLER)
+    first = queue.call(INSERT_RECORD, RECORD, request_id="req-31")
     db.students.clear()  # the row went away since: carried out again, the insert would succeed
     db.statements.clear()
-    [again] = worker._carry_out(None, insertion.HANDLER, [("req-31", record)])
+    again = queue.call(INSERT_RECORD, RECORD, request_id="req-31")
     assert again == first
     assert db.students == {} and set(db.requests) == {"req-31"}  # the second insert was rolled back
     assert ledger_reads(db) == 1
 
 
-def test_a_request_done_before_that_fails_on_a_key_of_its_own_gets_its_first_answer(worker: Worker) -> None:
+def test_a_request_done_before_that_fails_on_a_key_of_its_own_gets_its_first_answer() -> None:
     """Like an order, whose request id is a unique key of its table: carried out again, it fails
     there, before its ledger entry can say it is done."""
     def handle(message: Message, cursor: Any) -> Any:
@@ -268,35 +272,30 @@ def test_a_request_done_before_that_fails_on_a_key_of_its_own_gets_its_first_ans
                        (record["SRN"], record["Name"], record["Section"], message.request_id))
         return {"placed": record["SRN"]}
 
-    placing = dataclasses.replace(insertion.HANDLER, handle=handle, batch=False)
-    store = FakeDatabase(Events())
-    worker.db, db = store, store.cursor  # type: ignore[assignment]
-    record = {"Name": "A", "SRN": "S1", "Section": "B"}
-    [first] = worker._carry_out(None, placing, [("req-34", record)])
-    [again] = worker._carry_out(None, placing, [("req-34", record)])
+    queue, db = over(dataclasses.replace(insertion.HANDLER, handle=handle, batch=False))
+    first = queue.call(INSERT_RECORD, RECORD, request_id="req-34")
+    again = queue.call(INSERT_RECORD, RECORD, request_id="req-34")
     assert first == again == {"ok": True, "result": {"placed": "S1"}}
     assert set(db.students) == {"S1"} and set(db.requests) == {"req-34"}
 
 
-def test_a_redelivered_message_reads_the_ledger_first(worker: Worker) -> None:
-    store = FakeDatabase(Events())
-    worker.db, db = store, store.cursor  # type: ignore[assignment]
-    record = {"Name": "A", "SRN": "S1", "Section": "B"}
-    worker._carry_out(None, insertion.HANDLER, [("req-32", record)], look_up=True)
+def test_a_redelivered_message_reads_the_ledger_first() -> None:
+    queue, db = over(insertion.HANDLER)
+    queue.call(INSERT_RECORD, RECORD, request_id="req-32", redelivered=True)
     assert db.statements[0].startswith("SELECT request_id") and ledger_reads(db) == 1
 
 
-def test_a_refused_delete_wrote_nothing_so_needs_no_savepoint(worker: Worker) -> None:
-    db = fake_db({"S1": ("A", "S1", "B")})
-    [reply] = worker._transaction(deletion.HANDLER, db, [("req-33", {"SRN": "S9"})], look_up=False)
+def test_a_refused_delete_wrote_nothing_so_needs_no_savepoint() -> None:
+    queue, db = over(deletion.HANDLER, students={"S1": ("A", "S1", "B")})
+    reply = queue.call(DELETE_RECORD, {"SRN": "S9"}, request_id="req-33")
     assert reply["error"] == "not_found"
     assert db.students == {"S1": ("A", "S1", "B")} and "SAVEPOINT message" not in db.statements
 
 
-def test_request_status_reads_the_ledger(worker: Worker) -> None:
-    db = fake_db()
-    record = {"Name": "A", "SRN": "S1", "Section": "B"}
-    reply = worker._transaction(insertion.HANDLER, db, [("req-9", record)])[0]
+def test_request_status_reads_the_ledger() -> None:
+    queue, db = over(insertion.HANDLER)
+    record = RECORD
+    reply = queue.call(INSERT_RECORD, record, request_id="req-9")
     asked = fingerprint("insert_record", record)
     status = read.request_status(
         Message("ask-1", read.parse_status({"request_id": "req-9", "asked": asked})), db)
@@ -364,66 +363,58 @@ def delivery(handler: Any, tag: int, body: Any, *, redelivered: bool = False) ->
     return Delivery(handler, Basic.Deliver(delivery_tag=tag, redelivered=redelivered), props, raw)
 
 
-def run_inbox(worker: Worker, deliveries: list[Any]) -> tuple[Events, FakeDatabase]:
-    events = Events()
-    db = FakeDatabase(events)
-    worker.db = db  # type: ignore[assignment]
-    inbox = deque(deliveries)
-    while inbox:
-        worker._process_next(None, FakeChannel(events), inbox)
-    return events, db
-
-
-def test_a_batch_is_one_commit_then_replies_then_one_ack(worker: Worker) -> None:
-    bodies = [{"Name": "A", "SRN": "B1", "Section": "S"}, {"Name": "B", "SRN": "B2", "Section": "S"},
-              {"Name": "C", "SRN": "B1", "Section": "S"}]
-    events, db = run_inbox(worker, [delivery(insertion.HANDLER, n + 1, b) for n, b in enumerate(bodies)])
-    kinds = [e[0] for e in events.log]
-    assert kinds == ["commit", "reply", "reply", "reply", "ack"]  # nothing acknowledged before the commit
-    assert events.log[-1] == ("ack", 3, True)
-    replies = [e[2] for e in events.log if e[0] == "reply"]
+def test_a_batch_is_one_commit_then_replies_then_one_ack() -> None:
+    queue, db = over(insertion.HANDLER)
+    for body in ({"Name": "A", "SRN": "B1", "Section": "S"}, {"Name": "B", "SRN": "B2", "Section": "S"},
+                 {"Name": "C", "SRN": "B1", "Section": "S"}):
+        queue.publish(INSERT_RECORD, body)
+    replies = queue.deliver()
+    # Nothing acknowledged before the commit.
+    assert [e[0] for e in queue.log] == ["commit", "reply", "reply", "reply", "ack"]
+    assert queue.log[-1] == ("ack", 3, True)
     assert [r["ok"] for r in replies] == [True, True, False] and replies[2]["error"] == "duplicate_srn"
-    assert set(db.cursor.students) == {"B1", "B2"} and set(db.cursor.requests) == {"m1", "m2", "m3"}
+    assert set(db.students) == {"B1", "B2"} and set(db.requests) == {"m1", "m2", "m3"}
 
 
-def test_a_bad_message_in_a_batch_does_not_take_the_others(worker: Worker) -> None:
+def test_a_bad_message_in_a_batch_does_not_take_the_others() -> None:
     def handle(message: Message, cursor: Any) -> Any:
         if message.payload["SRN"] == "BUG":
             raise RuntimeError("a bug in the handler")
         return insertion.handle(message, cursor)
 
-    buggy = dataclasses.replace(insertion.HANDLER, handle=handle)
-    inbox = [delivery(buggy, 1, {"Name": "A", "SRN": "G1", "Section": "S"}),
-             delivery(buggy, 2, b"not json"),
-             delivery(buggy, 3, {"Name": "B", "SRN": "BUG", "Section": "S"}),
-             delivery(buggy, 4, {"Name": "C", "SRN": "G2", "Section": "S"})]
-    events, db = run_inbox(worker, inbox)
-    assert set(db.cursor.students) == {"G1", "G2"} and set(db.cursor.requests) == {"m1", "m4"}
-    settled = {e[1]: e for e in events.log if e[0] in {"ack", "reject"}}
+    queue, db = over(dataclasses.replace(insertion.HANDLER, handle=handle))
+    for body in ({"Name": "A", "SRN": "G1", "Section": "S"}, b"not json",
+                 {"Name": "B", "SRN": "BUG", "Section": "S"}, {"Name": "C", "SRN": "G2", "Section": "S"}):
+        queue.publish(INSERT_RECORD, body)
+    queue.deliver()
+    assert set(db.students) == {"G1", "G2"} and set(db.requests) == {"m1", "m4"}
+    settled = {e[1]: e for e in queue.log if e[0] in {"ack", "reject"}}
     assert settled[2] == ("reject", 2, False) and settled[3] == ("reject", 3, False)
     assert settled[1][0] == settled[4][0] == "ack"
     # Every ack comes after a commit that holds its message.
-    assert events.log.index(settled[4]) > events.log.index(("commit",))
+    assert queue.log.index(settled[4]) > queue.log.index(("commit",))
 
 
-def test_redelivered_messages_are_carried_out_alone(worker: Worker) -> None:
-    inbox = [delivery(insertion.HANDLER, n, {"Name": "A", "SRN": f"R{n}", "Section": "S"}, redelivered=True)
-             for n in (1, 2)]
-    events, _ = run_inbox(worker, inbox)
-    assert [e[0] for e in events.log] == ["commit", "reply", "ack", "commit", "reply", "ack"]
-    assert ("ack", 1, False) in events.log and ("ack", 2, False) in events.log
+def test_redelivered_messages_are_carried_out_alone() -> None:
+    queue, _ = over(insertion.HANDLER)
+    for n in (1, 2):
+        queue.publish(INSERT_RECORD, {"Name": "A", "SRN": f"R{n}", "Section": "S"}, redelivered=True)
+    queue.deliver()
+    assert [e[0] for e in queue.log] == ["commit", "reply", "ack", "commit", "reply", "ack"]
+    assert ("ack", 1, False) in queue.log and ("ack", 2, False) in queue.log
 
 
-def test_a_reply_echoes_the_requests_correlation_id_not_its_request_id(worker: Worker) -> None:
-    handler, method, props, body = delivery(insertion.HANDLER, 1, {"Name": "A", "SRN": "C1", "Section": "S"})
-    props.correlation_id = "call-7f3a"  # the caller's own, not the client's request id (m1)
-    events, db = run_inbox(worker, [Delivery(handler, method, props, body)])
-    [reply] = [e for e in events.log if e[0] == "reply"]
+def test_a_reply_echoes_the_requests_correlation_id_not_its_request_id() -> None:
+    queue, db = over(insertion.HANDLER)
+    # The caller's own correlation id, not the client's request id (m1).
+    queue.publish(INSERT_RECORD, {"Name": "A", "SRN": "C1", "Section": "S"}, correlation_id="call-7f3a")
+    queue.deliver()
+    [reply] = [e for e in queue.log if e[0] == "reply"]
     assert reply[1] == "call-7f3a"
-    assert set(db.cursor.requests) == {"m1"}  # the ledger is keyed by the request id
+    assert set(db.requests) == {"m1"}  # the ledger is keyed by the request id
 
 
-def test_a_write_that_refuses_after_writing_keeps_nothing_even_in_a_batch(worker: Worker) -> None:
+def test_a_write_that_refuses_after_writing_keeps_nothing_even_in_a_batch() -> None:
     def handle(message: Message, cursor: Any) -> Any:
         result = insertion.handle(message, cursor)
         if message.payload["SRN"] == "NO":
@@ -431,15 +422,14 @@ def test_a_write_that_refuses_after_writing_keeps_nothing_even_in_a_batch(worker
         return result
 
     # It writes, then refuses: it needs its savepoint.
-    refusing = dataclasses.replace(insertion.HANDLER, handle=handle, savepoint=True)
-    inbox = [delivery(refusing, 1, {"Name": "A", "SRN": "K1", "Section": "S"}),
-             delivery(refusing, 2, {"Name": "B", "SRN": "NO", "Section": "S"}),
-             delivery(refusing, 3, {"Name": "C", "SRN": "K2", "Section": "S"})]
-    events, db = run_inbox(worker, inbox)
-    assert [e[0] for e in events.log] == ["commit", "reply", "reply", "reply", "ack"]  # one batch
-    assert [e[2]["ok"] for e in events.log if e[0] == "reply"] == [True, False, True]
-    assert set(db.cursor.students) == {"K1", "K2"}  # the refused one's insert was undone
-    assert set(db.cursor.requests) == {"m1", "m2", "m3"}  # and its refusal recorded
+    queue, db = over(dataclasses.replace(insertion.HANDLER, handle=handle, savepoint=True))
+    for srn in ("K1", "NO", "K2"):
+        queue.publish(INSERT_RECORD, {"Name": "A", "SRN": srn, "Section": "S"})
+    replies = queue.deliver()
+    assert [e[0] for e in queue.log] == ["commit", "reply", "reply", "reply", "ack"]  # one batch
+    assert [r["ok"] for r in replies] == [True, False, True]
+    assert set(db.students) == {"K1", "K2"}  # the refused one's insert was undone
+    assert set(db.requests) == {"m1", "m2", "m3"}  # and its refusal recorded
 
 
 class DroppingConnection:
@@ -449,52 +439,43 @@ class DroppingConnection:
         raise pika.exceptions.StreamLostError("lost")
 
 
-def test_a_broker_error_while_the_database_is_away_is_a_broker_error(worker: Worker,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    events = Events()
-    db = FakeDatabase(events)
+def test_a_broker_error_while_the_database_is_away_is_a_broker_error() -> None:
+    database = FakeDatabase(Events())
 
     def away(work: Any) -> Any:
         raise DatabaseAway("gone")
 
-    db.run = away  # type: ignore[method-assign]
-    worker.db = db  # type: ignore[assignment]
-    monkeypatch.setattr("common.consumer.ALIVE_FILE", type("F", (), {"touch": lambda self: None})())
-    for batch in ([delivery(insertion.HANDLER, 1, {"Name": "A", "SRN": "D1", "Section": "S"})],
-                  [delivery(insertion.HANDLER, n, {"Name": "A", "SRN": f"D{n}", "Section": "S"})
-                   for n in (2, 3)]):
+    database.run = away  # type: ignore[method-assign]
+    queue = InMemoryQueue(insertion.HANDLER, database=database, connection=DroppingConnection())
+    for srns in (["D1"], ["D2", "D3"]):  # alone, and a batch
+        for srn in srns:
+            queue.publish(INSERT_RECORD, {"Name": "A", "SRN": srn, "Section": "S"})
         with pytest.raises(pika.exceptions.AMQPError):  # up to serve_forever: reconnect
-            worker._process_next(DroppingConnection(), FakeChannel(events), deque(batch))
-    assert events.log == []  # nothing replied, rejected or acknowledged: RabbitMQ redelivers it
+            queue.deliver()
+    assert queue.log == []  # nothing replied, rejected or acknowledged: RabbitMQ redelivers it
 
 
-def test_a_ledger_conflict_is_retried_with_backoff_then_given_back(worker: Worker,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    events = Events()
-    db = FakeDatabase(events)
+def test_a_ledger_conflict_is_retried_with_backoff_then_given_back() -> None:
+    database = FakeDatabase(Events())
     attempts: list[int] = []
 
     def conflict(work: Any) -> Any:
         attempts.append(1)
         raise LedgerConflict("m1")
 
-    db.run = conflict  # type: ignore[method-assign]
-    worker.db = db  # type: ignore[assignment]
-    slept: list[float] = []
-    monkeypatch.setattr(worker, "_sleep", lambda seconds, connection=None: slept.append(seconds))
-    worker._process_next(None, FakeChannel(events),
-                         deque([delivery(insertion.HANDLER, 1, {"Name": "A", "SRN": "L1", "Section": "S"})]))
+    database.run = conflict  # type: ignore[method-assign]
+    queue = InMemoryQueue(insertion.HANDLER, database=database)
+    queue.publish(INSERT_RECORD, {"Name": "A", "SRN": "L1", "Section": "S"})
+    queue.deliver()
     # The first conflict sends it to the ledger at once (done before?); then the bounded backoff.
-    assert len(attempts) == LEDGER_CONFLICT_RETRIES + 2 and len(slept) == LEDGER_CONFLICT_RETRIES
-    assert all(s > 0 for s in slept)
-    assert events.log == [("reject", 1, True)]  # back to the queue, not dropped; its delivery limit bounds it
+    assert len(attempts) == LEDGER_CONFLICT_RETRIES + 2 and len(queue.sleeps) == LEDGER_CONFLICT_RETRIES
+    assert all(s > 0 for s in queue.sleeps)
+    assert queue.log == [("reject", 1, True)]  # back to the queue, not dropped; its delivery limit bounds it
 
 
-def test_a_ledger_conflict_that_settles_gets_the_recorded_answer(worker: Worker,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    events = Events()
-    db = FakeDatabase(events)
-    real_run, calls = db.run, []
+def test_a_ledger_conflict_that_settles_gets_the_recorded_answer() -> None:
+    database = FakeDatabase(Events())
+    real_run, calls = database.run, []
 
     def first_conflicts(work: Any) -> Any:
         calls.append(1)
@@ -502,20 +483,20 @@ def test_a_ledger_conflict_that_settles_gets_the_recorded_answer(worker: Worker,
             raise LedgerConflict("m1")
         return real_run(work)
 
-    db.run = first_conflicts  # type: ignore[method-assign]
-    worker.db = db  # type: ignore[assignment]
-    monkeypatch.setattr(worker, "_sleep", lambda seconds, connection=None: None)
-    worker._process_next(None, FakeChannel(events),
-                         deque([delivery(insertion.HANDLER, 1, {"Name": "A", "SRN": "L2", "Section": "S"})]))
-    assert [e[0] for e in events.log] == ["commit", "reply", "ack"]
+    database.run = first_conflicts  # type: ignore[method-assign]
+    queue = InMemoryQueue(insertion.HANDLER, database=database)
+    database.events.log = queue.log
+    queue.publish(INSERT_RECORD, {"Name": "A", "SRN": "L2", "Section": "S"})
+    queue.deliver()
+    assert [e[0] for e in queue.log] == ["commit", "reply", "ack"]
 
 
-def test_a_lookup_names_what_it_asked_and_never_gets_another_requests_answer(worker: Worker) -> None:
+def test_a_lookup_names_what_it_asked_and_never_gets_another_requests_answer() -> None:
     """A 202's Location carries its request's fingerprint: a reused id's earlier answer is a
     conflict for it, never passed off as its own."""
-    db = fake_db()
-    first = {"Name": "A", "SRN": "S1", "Section": "B"}
-    reply = worker._transaction(insertion.HANDLER, db, [("req-20", first)])[0]
+    queue, db = over(insertion.HANDLER)
+    first = RECORD
+    reply = queue.call(INSERT_RECORD, first, request_id="req-20")
     mine = read.parse_status({"request_id": "req-20", "asked": fingerprint("insert_record", first)})
     assert read.request_status(Message("ask-1", mine), db) == {"routing_key": "insert_record", "reply": reply}
     other = {"Name": "Z", "SRN": "S2", "Section": "B"}
@@ -552,20 +533,21 @@ def failed(queue: str) -> float:
     return REGISTRY.get_sample_value("consumer_messages_total", {"queue": queue, "outcome": "failed"}) or 0.0
 
 
-def test_a_read_answers_decimals_and_datetimes_as_json(worker: Worker) -> None:
+def test_a_read_answers_decimals_and_datetimes_as_json() -> None:
     """MySQL gives SUM() and DECIMAL columns as Decimal, DATETIME as datetime: json.dumps alone
     cannot encode them, and the reply is encoded after the transaction."""
     def handle(message: Message, cursor: Any) -> Any:
         return {"total": Decimal("12.50"), "count": Decimal("3"), "day": date(2024, 5, 1),
                 "at": datetime(2024, 5, 1, 12, 30, 5, tzinfo=UTC)}
 
-    reading = dataclasses.replace(read.HANDLER, handle=handle)
-    events, _ = run_inbox(worker, [delivery(reading, 1, {})])
+    queue, _ = over(dataclasses.replace(read.HANDLER, handle=handle))
+    queue.publish(READ_DATABASE, {})
+    queue.deliver()
     result = {"total": 12.5, "count": 3, "day": "2024-05-01", "at": "2024-05-01T12:30:05+00:00"}
-    assert events.log == [("commit",), ("reply", "m1", {"ok": True, "result": result}), ("ack", 1, False)]
+    assert queue.log == [("commit",), ("reply", "m1", {"ok": True, "result": result}), ("ack", 1, False)]
 
 
-def test_a_batch_sets_aside_a_bad_parse_and_a_reply_with_no_json_and_answers_the_rest(worker: Worker) -> None:
+def test_a_batch_sets_aside_a_bad_parse_and_a_reply_with_no_json_and_answers_the_rest() -> None:
     """A parser's bug (not Invalid) and a result that has no JSON form, in a batch that commits:
     each of them is answered internal_error and dead-lettered, alone; the others are answered and
     acknowledged, and the acknowledgement never names a rejected delivery."""
@@ -576,15 +558,14 @@ def test_a_batch_sets_aside_a_bad_parse_and_a_reply_with_no_json_and_answers_the
         result = insertion.handle(message, cursor)
         return {"rows": {1, 2}} if message.payload["SRN"].startswith("SET") else result  # a set: no JSON
 
-    buggy = dataclasses.replace(insertion.HANDLER, parse=parse, handle=handle, ledger=False)
-    inbox = [delivery(buggy, 1, {"Name": "A", "SRN": "G1", "Section": "S"}),
-             delivery(buggy, 2, {"SRN": "NO-NAME"}),
-             delivery(buggy, 3, {"Name": "B", "SRN": "SET1", "Section": "S"}),
-             delivery(buggy, 4, {"Name": "C", "SRN": "G2", "Section": "S"}),
-             delivery(buggy, 5, {"Name": "D", "SRN": "SET2", "Section": "S"})]
-    events, db = run_inbox(worker, inbox)
+    queue, db = over(dataclasses.replace(insertion.HANDLER, parse=parse, handle=handle, ledger=False))
+    for body in ({"Name": "A", "SRN": "G1", "Section": "S"}, {"SRN": "NO-NAME"},
+                 {"Name": "B", "SRN": "SET1", "Section": "S"}, {"Name": "C", "SRN": "G2", "Section": "S"},
+                 {"Name": "D", "SRN": "SET2", "Section": "S"}):
+        queue.publish(INSERT_RECORD, body)
+    queue.deliver()
     ok = {"ok": True, "result": {"record": {"SRN": "G1", "Name": "A", "Section": "S"}}}
-    assert events.log == [
+    assert queue.log == [
         ("reply", "m2", INTERNAL_ERROR), ("reject", 2, False),  # alone, before the batch
         ("commit",),
         ("reply", "m1", ok),
@@ -593,7 +574,7 @@ def test_a_batch_sets_aside_a_bad_parse_and_a_reply_with_no_json_and_answers_the
         ("reply", "m5", INTERNAL_ERROR), ("reject", 5, False),
         ("ack", 4, True),  # not 5: rejected already, an ack of it would close the channel
     ]
-    assert set(db.cursor.students) == {"G1", "SET1", "G2", "SET2"}  # committed, not redone
+    assert set(db.students) == {"G1", "SET1", "G2", "SET2"}  # committed, not redone
 
 
 class FakeBlockingConnection:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 import mysql.connector
 import pytest
 
-from common import amqp, consumer, db, logs
+from common import amqp, consumer, db
 from common.config import Settings
-from common.consumer import Worker
 from common.db import Database, DatabaseAway, DatabaseMisconfigured
+from common.testing import InMemoryQueue
+from common.topology import INSERT_RECORD
 from consumer_two import insertion
 
 ENV = {"RABBITMQ_HOST": "h", "RABBITMQ_USER": "u", "RABBITMQ_PASSWORD": "p",
@@ -130,12 +130,9 @@ def test_a_misconfigured_database_keeps_the_message_and_reports_unhealthy(
     alive = tmp_path / "alive"
     monkeypatch.setattr(consumer, "ALIVE_FILE", alive)
     monkeypatch.setattr(amqp, "backoff", lambda attempt: 0.01)
-    worker = Worker(Settings.from_env("consumer_two", needs_db=True, env=ENV), [insertion.HANDLER],
-                    logs.EventLogger(logging.getLogger("test"), {}))
     health_while_waiting: list[bool] = []
     events: list[str] = []
     logged: list[str] = []
-    monkeypatch.setattr(worker.log, "error", lambda event, **_: logged.append(event))
 
     class Sleeper:
         def sleep(self, _seconds: float) -> None:
@@ -154,10 +151,11 @@ def test_a_misconfigured_database_keeps_the_message_and_reports_unhealthy(
         def close(self) -> None: ...
 
     alive.touch()
-    worker.db = RefusingThenFixed()  # type: ignore[assignment]
-    replies = worker._carry_out(Sleeper(), insertion.HANDLER,
-                                [("req-1", {"Name": "A", "SRN": "S1", "Section": "B"})])
-    assert replies == [{"ok": True, "result": {"record": "stored"}}] and events == ["commit"]
+    queue = InMemoryQueue(insertion.HANDLER, database=RefusingThenFixed(), connection=Sleeper(), waits=True)
+    monkeypatch.setattr(queue.worker.log, "error", lambda event, **_: logged.append(event))
+    reply = queue.call(INSERT_RECORD, {"Name": "A", "SRN": "S1", "Section": "B"}, request_id="req-1")
+    assert reply == {"ok": True, "result": {"record": "stored"}} and events == ["commit"]
+    assert queue.log[-1] == ("ack", 1, False)  # answered, never dead-lettered
     assert logged == ["database_misconfigured", "database_misconfigured"]
     assert health_while_waiting and not any(health_while_waiting)
 
