@@ -35,8 +35,9 @@ SETTINGS_ENV = {"RABBITMQ_HOST": "in-memory", "RABBITMQ_USER": "test", "RABBITMQ
                 "MYSQL_USER": "test", "MYSQL_PASSWORD": "test"}
 
 
-class _Channel:
-    """What the consumer does on its channel, appended to the queue's log."""
+class RecordingChannel:
+    """A consumer's channel that records what the consumer does on it: its replies (and their
+    request ids), acknowledgements and rejections, appended to `log` in order."""
 
     def __init__(self, log: list[tuple[Any, ...]], reply_ids: list[str]) -> None:
         self.log, self.reply_ids = log, reply_ids
@@ -91,9 +92,9 @@ class InMemoryQueue:
     def deliver(self) -> list[dict[str, Any]]:
         """The consumer takes every message waiting (as one prefetch) and settles each; the
         replies it sent, in order. An error that would make it reconnect is raised."""
-        start = len(self.log)
+        start, channel = len(self.log), RecordingChannel(self.log, self.reply_ids)
         while self._inbox:
-            self.worker._process_next(self.connection, _Channel(self.log, self.reply_ids), self._inbox)
+            self.worker._process_next(self.connection, channel, self._inbox)
         return [entry[2] for entry in self.log[start:] if entry[0] == "reply"]
 
     def call(self, routing_key: str, payload: dict[str, Any] | bytes, **options: Any) -> dict[str, Any]:

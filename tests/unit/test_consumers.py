@@ -19,7 +19,7 @@ from common.config import Settings
 from common.consumer import LEDGER_CONFLICT_RETRIES, Delivery, Handler, Message, Worker
 from common.db import DatabaseAway, LedgerConflict
 from common.messages import ERASED, Invalid, Refused, fingerprint
-from common.testing import InMemoryQueue
+from common.testing import InMemoryQueue, RecordingChannel
 from common.topology import DELETE_RECORD, INSERT_RECORD, READ_DATABASE
 from consumer_five import update
 from consumer_four import read
@@ -319,21 +319,6 @@ class Events:
         self.reply_ids: list[str] = []  # the message_id (the client's request id) of each reply
 
 
-class FakeChannel:
-    def __init__(self, events: Events) -> None:
-        self.events = events
-
-    def basic_publish(self, exchange: str, routing_key: str, body: bytes, properties: Any) -> None:
-        self.events.log.append(("reply", properties.correlation_id, json.loads(body)))
-        self.events.reply_ids.append(properties.message_id)
-
-    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
-        self.events.log.append(("ack", delivery_tag, multiple))
-
-    def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
-        self.events.log.append(("reject", delivery_tag, requeue))
-
-
 class FakeDatabase:
     """Transactions over a FakeCursor: all of the work is kept on commit, none of it on an error."""
 
@@ -583,7 +568,7 @@ class FakeBlockingConnection:
     def __init__(self, worker: Worker, events: Events, deliveries: list[Any]) -> None:
         self.worker, self.deliveries, self.is_open = worker, deliveries, True
         self.consumers: dict[str, Any] = {}
-        self.chan = FakeChannel(events)
+        self.chan = RecordingChannel(events.log, events.reply_ids)
         self.chan.basic_qos = lambda prefetch_count: None  # type: ignore[attr-defined]
         self.chan.basic_cancel = lambda tag: None  # type: ignore[attr-defined]
         self.chan.basic_consume = self.consume  # type: ignore[attr-defined]
@@ -592,7 +577,7 @@ class FakeBlockingConnection:
         self.consumers[queue] = on_message_callback
         return queue
 
-    def channel(self) -> FakeChannel:
+    def channel(self) -> RecordingChannel:
         return self.chan
 
     def process_data_events(self, time_limit: float) -> None:
