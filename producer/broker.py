@@ -34,6 +34,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,13 +91,15 @@ def _left(deadline: float) -> float:
 
 
 class Broker:
-    def __init__(self, settings: AmqpSettings, name: str, log: logs.EventLogger):
+    def __init__(self, settings: AmqpSettings, name: str, log: logs.EventLogger,
+                 clock: Callable[[], float] = time.monotonic):
         # One per RabbitMQ node; the I/O thread connects to `_node` and moves on
         # to the next one whenever a connection fails or is lost.
         self._params = amqp.parameters(settings, name)
         self._node = 0
         self._silence_s = settings.silence_s
-        # Owned by the I/O thread: when the unanswered probe went out (time.monotonic()), and
+        self._clock = clock  # the probe's (a test sets its own: producer/testing.py)
+        # Owned by the I/O thread: when the unanswered probe went out (on `_clock`), and
         # whether RabbitMQ has blocked the connection (an alarm: silent on purpose).
         self._probe_sent: float | None = None
         self._probe_due = 0.0  # when the next probe call is due: one much later means a stall here
@@ -271,7 +274,7 @@ class Broker:
         self._log.info("broker_connected", host=params.host, port=params.port)
         if len(self._params) > 1:  # with one node there is nowhere better to go
             assert self._channel is not None
-            self._probe_sent, self._blocked, self._probe_due = None, False, time.monotonic()
+            self._probe_sent, self._blocked, self._probe_due = None, False, self._clock()
             self._probe(self._channel)
 
     def _probe(self, channel: pika.channel.Channel) -> None:
@@ -281,7 +284,7 @@ class Broker:
         replaced = self._channel is not channel
         if connection is None or replaced or not channel.is_open:
             return  # a closed channel's probes stop; the next channel starts its own
-        now = time.monotonic()
+        now = self._clock()
         # Called late, this process was what stalled (CPU starved, a long pause): the answer
         # may be in the socket unread. Judge at the next call, after the loop has read it.
         stalled = now - self._probe_due > PROBE_EVERY_S

@@ -341,7 +341,11 @@ def test_the_broker_thread_moves_to_the_next_node_after_each_failure(monkeypatch
 
     monkeypatch.setattr("pika.SelectConnection", refuse)
     monkeypatch.setattr("common.amqp.backoff", lambda attempt: 0.0)
-    broker._run()
+    broker.start()  # its I/O thread tries the nodes in turn until the fifth try stops it
+    deadline = time.monotonic() + 5
+    while len(tried) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # a sixth try, should stop() not end the thread, would show here
     assert tried == [5672, 5673, 5674, 5672, 5673]
 
 
