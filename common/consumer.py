@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import pika
 import pika.exceptions
@@ -68,39 +68,69 @@ from common.messages import (
 )
 from common.probe import ALIVE_FILE  # fresh only while consuming
 
+Parse = Callable[[dict[str, Any]], dict[str, Any]]
+Handle = Callable[["Message", Any], Any]
+
 
 @dataclass(frozen=True)
-class Handler:
-    """What one consumer does with the messages of one routing key.
+class Read:
+    """A handler that answers from what is there and changes nothing.
 
     `parse` validates a payload (raising `Invalid`) and returns the cleaned
-    one; `handle(message, db)` does the work and returns the reply's result
-    or raises `Refused`. `db` is a cursor inside the transaction that the
-    loop commits before it acknowledges (None when not `uses_db`).
+    one; `handle(message, db)` returns the reply's result or raises `Refused`.
+    `db` is a cursor in a transaction of its own (None when not `uses_db`).
+    Nothing is recorded, and a message older than REQUEST_TIMEOUT_S has nobody
+    waiting for it: it expires unanswered.
     """
 
     routing_key: str
-    parse: Callable[[dict[str, Any]], dict[str, Any]]
-    handle: Callable[[Message, Any], Any]
+    parse: Parse
+    handle: Handle
     uses_db: bool = True
-    # Writes: record each answer in the request ledger, in the same transaction.
-    ledger: bool = False
-    # A ledger handler that may refuse after it has written something: a savepoint per
-    # message undoes that part (the ledger entry and the rest of a batch still commit).
-    # False for a handler whose refusal leaves nothing written (it refuses before its
-    # writes, or its one statement is what fails): a round trip to MySQL saved per message.
-    savepoint: bool = True
-    # Reads: a message older than REQUEST_TIMEOUT_S has nobody waiting for it.
-    expires: bool = False
+
+    ledger: ClassVar[bool] = False
+    expires: ClassVar[bool] = True
+    batch: ClassVar[bool] = False
+    savepoint: ClassVar[bool] = False
+    subject: ClassVar[str | None] = None
+    erases: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class Write:
+    """A handler that changes the database: done once per request id, whatever the retries.
+
+    `handle(message, db)` works in the transaction that the loop commits
+    before it acknowledges, with the request's answer recorded in the ledger
+    in that same transaction (a redelivered or retried request gets its first
+    answer again). It never expires: a write that RabbitMQ confirmed is carried out.
+    """
+
+    routing_key: str
+    parse: Parse
+    handle: Handle
     # Commit the messages already delivered together, in one transaction, and ack them
     # together after it: a commit per message is the write path's ceiling.
     batch: bool = False
+    # A handler that may refuse after it has written something: a savepoint per message
+    # undoes that part (the ledger entry and the rest of a batch still commit). False for
+    # a handler whose refusal leaves nothing written (it refuses before its writes, or its
+    # one statement is what fails): a round trip to MySQL saved per message.
+    savepoint: bool = True
     # The payload field naming whose personal data the answer holds (a student's SRN):
     # the ledger keeps it beside the answer, so that erasing that person finds it.
     subject: str | None = None
     # The request erases its subject (a delete): every answer stored earlier for the same
     # subject loses its data, in the same transaction. Its own answer is kept, for a retry.
     erases: bool = False
+
+    ledger: ClassVar[bool] = True
+    expires: ClassVar[bool] = False
+    uses_db: ClassVar[bool] = True
+
+
+# What one consumer does with the messages of one routing key: a read or a write.
+Handler = Read | Write
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.consumer import Handler, Message, run
+from common.consumer import Message, Write, run
 from common.db import Cursor, one
 from common.messages import Refused, update_from_json
 from common.topology import UPDATE_RECORD
@@ -24,7 +24,7 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
 
 
 # It refuses before it updates: nothing to undo, no savepoint.
-HANDLER = Handler(UPDATE_RECORD, update_from_json, handle, ledger=True, savepoint=False, subject="SRN")
+HANDLER = Write(UPDATE_RECORD, update_from_json, handle, savepoint=False, subject="SRN")
 
 if __name__ == "__main__":
     run("consumer_five", HANDLER)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.consumer import Handler, Message, run
+from common.consumer import Message, Read, run
 from common.db import Cursor, ledger_lookup, page_rows
 from common.messages import (
     FINGERPRINT_PATTERN,
@@ -60,8 +60,8 @@ def request_status(message: Message, db: Cursor) -> dict[str, Any]:
     return {"routing_key": entry.routing_key, "reply": entry.reply}
 
 
-HANDLER = Handler(READ_DATABASE, parse, handle, expires=True)
-STATUS_HANDLER = Handler(REQUEST_STATUS, parse_status, request_status, expires=True)
+HANDLER = Read(READ_DATABASE, parse, handle)
+STATUS_HANDLER = Read(REQUEST_STATUS, parse_status, request_status)
 
 if __name__ == "__main__":
     run("consumer_four", HANDLER, STATUS_HANDLER)

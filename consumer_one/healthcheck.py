@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.consumer import Handler, Message, run
+from common.consumer import Message, Read, run
 from common.messages import clean_health_message
 from common.topology import HEALTH_CHECK
 
@@ -19,7 +19,7 @@ def handle(message: Message, _db: None) -> dict[str, Any]:
     return {"status": "ok", "message": message.payload["message"], "consumer": SERVICE}
 
 
-HANDLER = Handler(HEALTH_CHECK, parse, handle, uses_db=False, expires=True)
+HANDLER = Read(HEALTH_CHECK, parse, handle, uses_db=False)
 
 if __name__ == "__main__":
     run(SERVICE, HANDLER)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.consumer import Handler, Message, run
+from common.consumer import Message, Write, run
 from common.db import Cursor
 from common.messages import Refused, clean_srn
 from common.topology import DELETE_RECORD
@@ -28,7 +28,7 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
 
 # It refuses before it deletes: nothing to undo, no savepoint. Deleting a student erases
 # their data from the answers the ledger kept (their insert's, their updates').
-HANDLER = Handler(DELETE_RECORD, parse, handle, ledger=True, savepoint=False, subject="SRN", erases=True)
+HANDLER = Write(DELETE_RECORD, parse, handle, savepoint=False, subject="SRN", erases=True)
 
 if __name__ == "__main__":
     # The service that erases also prunes: the ledger's expired entries, between messages.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.consumer import Handler, Message, run
+from common.consumer import Message, Write, run
 from common.db import Cursor, insert_new
 from common.messages import Refused, record_from_json
 from common.topology import INSERT_RECORD
@@ -21,8 +21,7 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
 
 
 # Its one INSERT is what refuses (a duplicate SRN): nothing to undo, no savepoint.
-HANDLER = Handler(INSERT_RECORD, record_from_json, handle, ledger=True, savepoint=False, batch=True,
-                  subject="SRN")
+HANDLER = Write(INSERT_RECORD, record_from_json, handle, batch=True, savepoint=False, subject="SRN")
 
 if __name__ == "__main__":
     run("consumer_two", HANDLER)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.consumer import Handler, Message, run
+from common.consumer import Message, Read, Write, run
 from common.db import Cursor, insert_new, page_rows
 from common.inventory import change_stock, clean_item, clean_stock_change
 from common.messages import Refused, page_message, page_reply
@@ -42,9 +42,9 @@ def adjust(message: Message, db: Cursor) -> dict[str, Any]:
     return {"item": item(sku, name, quantity)}
 
 
-CREATE = Handler(CREATE_ITEM, clean_item, create, ledger=True)
-READ = Handler(READ_ITEMS, parse_read, read, expires=True)
-ADJUST = Handler(ADJUST_STOCK, clean_stock_change, adjust, ledger=True)
+CREATE = Write(CREATE_ITEM, clean_item, create)
+READ = Read(READ_ITEMS, parse_read, read)
+ADJUST = Write(ADJUST_STOCK, clean_stock_change, adjust)
 
 if __name__ == "__main__":
     run("inventory_items", CREATE, READ, ADJUST)

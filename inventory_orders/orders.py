@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.consumer import Handler, Message, run
+from common.consumer import Message, Read, Write, run
 from common.db import Cursor, page_rows
 from common.inventory import change_stock, clean_order
 from common.messages import page_message, page_reply
@@ -38,8 +38,8 @@ def read(message: Message, db: Cursor) -> dict[str, Any]:
     return page_reply("orders", [order(*row) for row in found], limit, "OrderID")
 
 
-PLACE = Handler(PLACE_ORDER, clean_order, place, ledger=True)
-READ = Handler(READ_ORDERS, parse_read, read, expires=True)
+PLACE = Write(PLACE_ORDER, clean_order, place)
+READ = Read(READ_ORDERS, parse_read, read)
 
 if __name__ == "__main__":
     run("inventory_orders", PLACE, READ)

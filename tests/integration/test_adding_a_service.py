@@ -56,7 +56,7 @@ def follow_the_page(tree: Path) -> None:
     # 2. The handler: a folder with an empty __init__.py and the page's file.
     (tree / "consumer_six").mkdir()
     (tree / "consumer_six" / "__init__.py").write_text("")
-    (tree / "consumer_six" / "counting.py").write_text(block("python", "HANDLER = Handler("))
+    (tree / "consumer_six" / "counting.py").write_text(block("python", "HANDLER = Read("))
     # 3. The route, and its routing key among the producer's imports.
     assert "from common.topology import (..., COUNT_RECORDS)" in PAGE, "3. the producer's import"
     edit(tree / "producer" / "producer.py", "    READ_ORDERS,\n", "    READ_ORDERS,\n    COUNT_RECORDS,\n",

@@ -27,7 +27,7 @@ def blocks(language: str) -> list[str]:
 
 def handler_module() -> dict[str, Any]:
     """The walk-through's handler file, run with its new routing key filled in."""
-    [source] = [b for b in blocks("python") if "HANDLER = Handler(" in b]
+    [source] = [b for b in blocks("python") if "HANDLER = Read(" in b]
     source = source.replace("from common.topology import COUNT_RECORDS", 'COUNT_RECORDS = "count_records"')
     namespace: dict[str, Any] = {"__name__": "consumer_six.counting"}
     exec(compile(source, "adding-a-service.md", "exec"), namespace)  # noqa: S102 - our own docs

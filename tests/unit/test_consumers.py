@@ -533,9 +533,11 @@ def test_a_read_answers_decimals_and_datetimes_as_json() -> None:
 
 
 def test_a_batch_sets_aside_a_bad_parse_and_a_reply_with_no_json_and_answers_the_rest() -> None:
-    """A parser's bug (not Invalid) and a result that has no JSON form, in a batch that commits:
-    each of them is answered internal_error and dead-lettered, alone; the others are answered and
-    acknowledged, and the acknowledgement never names a rejected delivery."""
+    """A parser's bug (not Invalid) and a result that has no JSON form, in a batch of writes: each
+    of them is answered internal_error and dead-lettered, alone, with nothing of it written (a
+    write's answer goes into the ledger in its transaction, so one that cannot be stored rolls
+    the write back); the others are committed, answered and acknowledged, and no acknowledgement
+    names a rejected delivery."""
     def parse(payload: dict[str, Any]) -> dict[str, Any]:
         return {"SRN": payload["SRN"], "Name": payload["Name"], "Section": payload["Section"]}  # KeyError
 
@@ -543,23 +545,26 @@ def test_a_batch_sets_aside_a_bad_parse_and_a_reply_with_no_json_and_answers_the
         result = insertion.handle(message, cursor)
         return {"rows": {1, 2}} if message.payload["SRN"].startswith("SET") else result  # a set: no JSON
 
-    queue, db = over(dataclasses.replace(insertion.HANDLER, parse=parse, handle=handle, ledger=False))
+    queue, db = over(dataclasses.replace(insertion.HANDLER, parse=parse, handle=handle))
     for body in ({"Name": "A", "SRN": "G1", "Section": "S"}, {"SRN": "NO-NAME"},
                  {"Name": "B", "SRN": "SET1", "Section": "S"}, {"Name": "C", "SRN": "G2", "Section": "S"},
                  {"Name": "D", "SRN": "SET2", "Section": "S"}):
         queue.publish(INSERT_RECORD, body)
     queue.deliver()
-    ok = {"ok": True, "result": {"record": {"SRN": "G1", "Name": "A", "Section": "S"}}}
+    def ok(srn: str, name: str) -> dict[str, Any]:
+        return {"ok": True, "result": {"record": {"SRN": srn, "Name": name, "Section": "S"}}}
+
+    failed = [("rollback",), ("rollback",)]  # new, then with the ledger read first: a real failure
     assert queue.log == [
         ("reply", "m2", INTERNAL_ERROR), ("reject", 2, False),  # alone, before the batch
-        ("commit",),
-        ("reply", "m1", ok),
-        ("reply", "m3", INTERNAL_ERROR), ("reject", 3, False),
-        ("reply", "m4", {"ok": True, "result": {"record": {"SRN": "G2", "Name": "C", "Section": "S"}}}),
-        ("reply", "m5", INTERNAL_ERROR), ("reject", 5, False),
-        ("ack", 4, True),  # not 5: rejected already, an ack of it would close the channel
+        *failed,  # the batch: rolled back whole, then each message alone
+        ("commit",), ("reply", "m1", ok("G1", "A")), ("ack", 1, False),
+        *failed, ("reply", "m3", INTERNAL_ERROR), ("reject", 3, False),
+        ("commit",), ("reply", "m4", ok("G2", "C")), ("ack", 4, False),
+        *failed, ("reply", "m5", INTERNAL_ERROR), ("reject", 5, False),
     ]
-    assert set(db.students) == {"G1", "SET1", "G2", "SET2"}  # committed, not redone
+    assert set(db.students) == {"G1", "G2"}
+    assert set(db.requests) == {"m1", "m4"}
 
 
 class FakeBlockingConnection:
@@ -608,7 +613,7 @@ def test_a_bug_in_a_parser_a_handler_or_a_reply_never_stops_the_consumer(
     def no_json(message: Message, cursor: Any) -> Any:
         return {"took": object()}
 
-    handlers = [dataclasses.replace(healthcheck.HANDLER, parse=no_parse),  # health_check
+    handlers: list[Handler] = [dataclasses.replace(healthcheck.HANDLER, parse=no_parse),  # health_check
                 dataclasses.replace(read.HANDLER, handle=no_json),  # read_database
                 insertion.HANDLER]
     env = {"RABBITMQ_HOST": "h", "RABBITMQ_USER": "u", "RABBITMQ_PASSWORD": "p",
