@@ -20,7 +20,7 @@ from mysql.connector.abstracts import MySQLConnectionAbstract, MySQLCursorAbstra
 from mysql.connector.pooling import PooledMySQLConnection
 
 from common.config import DbSettings
-from common.messages import Refused, erased_reply
+from common.messages import Refused, encode, erased_reply
 
 T = TypeVar("T")
 Cursor = MySQLCursorAbstract
@@ -244,8 +244,9 @@ def ledger_record(cursor: Cursor, entries: dict[str, LedgerEntry]) -> None:
         cursor.executemany(
             "INSERT INTO requests (request_id, routing_key, fingerprint, reply, subject)"
             " VALUES (%s, %s, %s, %s, %s)",
-            [(request_id, entry.routing_key, entry.fingerprint, json.dumps(entry.reply, ensure_ascii=False),
-              entry.subject) for request_id, entry in entries.items()],
+            # Encoded as the reply is sent (a DECIMAL, a DATETIME): a retry gets what the first got.
+            [(request_id, entry.routing_key, entry.fingerprint, encode(entry.reply).decode(), entry.subject)
+             for request_id, entry in entries.items()],
         )
     except mysql.connector.IntegrityError as exc:
         if is_duplicate_key(exc):
@@ -263,7 +264,7 @@ def ledger_erase(cursor: Cursor, subject: str) -> int:
         # a subject has a few entries, the writes of its record.
         cursor.executemany(
             "UPDATE requests SET reply = %s, subject = NULL WHERE request_id = %s",
-            [(json.dumps(erased_reply(json.loads(str(reply))), ensure_ascii=False), request_id)
+            [(encode(erased_reply(json.loads(str(reply)))).decode(), request_id)
              for request_id, reply in found],
         )
     return len(found)

@@ -192,6 +192,20 @@ def test_ledger_answers_a_repeat_with_the_first_answer() -> None:
     assert len(db.students) == 1 and len(db.requests) == 1
 
 
+def test_a_write_s_answer_with_a_decimal_and_a_date_is_stored_and_replayed_as_it_was_sent() -> None:
+    """A row's DECIMAL or DATETIME in a write's answer (an order's total, its time) goes into the
+    ledger as the reply has it, not as an error: the ledger encodes as the reply does."""
+    def handle(message: Message, cursor: Any) -> Any:
+        insertion.handle(message, cursor)
+        return {"total": Decimal("2.50"), "at": datetime(2026, 12, 2, 18, 0)}
+
+    queue, db = over(dataclasses.replace(insertion.HANDLER, handle=handle))
+    first = queue.call(INSERT_RECORD, RECORD, request_id="req-1")
+    again = queue.call(INSERT_RECORD, RECORD, request_id="req-1")
+    assert first == again == {"ok": True, "result": {"total": 2.5, "at": "2026-12-02T18:00:00"}}
+    assert len(db.students) == 1
+
+
 def test_a_delete_erases_the_student_s_data_from_earlier_answers_and_keeps_its_own() -> None:
     queue, db = over(insertion.HANDLER, deletion.HANDLER)
     record, other = {"Name": "Ada", "SRN": "S1", "Section": "B"}, {"Name": "Bob", "SRN": "S2", "Section": "C"}
