@@ -1,4 +1,5 @@
-"""The run loop every consumer shares; a consumer file only supplies a `Handler`.
+"""The run loop every consumer shares; a consumer file only supplies its handlers
+(`Read` or `Write`, common/core.py), whose rules the loop carries out through the core.
 
 The loop owns what is not a consumer's own job: connecting to RabbitMQ with
 retry and backoff, declaring the topology, bounded prefetch, validating each
@@ -31,113 +32,21 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from types import FrameType
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from common import amqp, logs, metrics
+from common import amqp, core, logs, metrics
 from common.config import ConfigError, Settings
-from common.db import (
-    Cursor,
-    Database,
-    DatabaseAway,
-    DatabaseMisconfigured,
-    LedgerConflict,
-    LedgerEntry,
-    ledger_entries,
-    ledger_erase,
-    ledger_prune,
-    ledger_record,
-)
-from common.messages import (
-    CONTENT_TYPE,
-    REQUEST_ID_PATTERN,
-    Invalid,
-    Refused,
-    decode,
-    encode,
-    error_reply,
-    fingerprint,
-    ok_reply,
-)
+from common.core import INTERNAL_ERROR, Handler, Work
+from common.db import Database, DatabaseAway, DatabaseMisconfigured, LedgerConflict, ledger_prune
+from common.messages import Invalid, encode, error_reply
 from common.probe import ALIVE_FILE  # fresh only while consuming
-
-Parse = Callable[[dict[str, Any]], dict[str, Any]]
-Handle = Callable[["Message", Any], Any]
-
-
-@dataclass(frozen=True)
-class Read:
-    """A handler that answers from what is there and changes nothing.
-
-    `parse` validates a payload (raising `Invalid`) and returns the cleaned
-    one; `handle(message, db)` returns the reply's result or raises `Refused`.
-    `db` is a cursor in a transaction of its own (None when not `uses_db`).
-    Nothing is recorded, and a message older than REQUEST_TIMEOUT_S has nobody
-    waiting for it: it expires unanswered.
-    """
-
-    routing_key: str
-    parse: Parse
-    handle: Handle
-    uses_db: bool = True
-
-    ledger: ClassVar[bool] = False
-    expires: ClassVar[bool] = True
-    batch: ClassVar[bool] = False
-    savepoint: ClassVar[bool] = False
-    subject: ClassVar[str | None] = None
-    erases: ClassVar[bool] = False
-
-
-@dataclass(frozen=True)
-class Write:
-    """A handler that changes the database: done once per request id, whatever the retries.
-
-    `handle(message, db)` works in the transaction that the loop commits
-    before it acknowledges, with the request's answer recorded in the ledger
-    in that same transaction (a redelivered or retried request gets its first
-    answer again). It never expires: a write that RabbitMQ confirmed is carried out.
-    """
-
-    routing_key: str
-    parse: Parse
-    handle: Handle
-    # Commit the messages already delivered together, in one transaction, and ack them
-    # together after it: a commit per message is the write path's ceiling.
-    batch: bool = False
-    # A handler that may refuse after it has written something: a savepoint per message
-    # undoes that part (the ledger entry and the rest of a batch still commit). False for
-    # a handler whose refusal leaves nothing written (it refuses before its writes, or its
-    # one statement is what fails): a round trip to MySQL saved per message.
-    savepoint: bool = True
-    # The payload field naming whose personal data the answer holds (a student's SRN):
-    # the ledger keeps it beside the answer, so that erasing that person finds it.
-    subject: str | None = None
-    # The request erases its subject (a delete): every answer stored earlier for the same
-    # subject loses its data, in the same transaction. Its own answer is kept, for a retry.
-    erases: bool = False
-
-    ledger: ClassVar[bool] = True
-    expires: ClassVar[bool] = False
-    uses_db: ClassVar[bool] = True
-
-
-# What one consumer does with the messages of one routing key: a read or a write.
-Handler = Read | Write
-
-
-@dataclass(frozen=True)
-class Message:
-    request_id: str
-    payload: dict[str, Any]
-
 
 # Attempts after a LedgerConflict before the message is given back to its queue.
 LEDGER_CONFLICT_RETRIES = 5
@@ -147,8 +56,6 @@ LEDGER_PRUNE_BATCH = 1000
 # While a backlog lasts, the pause after a batch, as a multiple of the batch's own time:
 # pruning takes at most a quarter of the time, so the writes keep most of the database.
 LEDGER_PRUNE_PAUSE = 3.0
-# The answer to a message that a bug kept from being carried out or answered.
-INTERNAL_ERROR = error_reply("internal_error", "The request could not be processed.")
 
 
 class Stopping(Exception):
@@ -322,8 +229,8 @@ class Worker:
         for delivery in batch:
             request_id = delivery.props.message_id or ""
             try:
-                valid.append((delivery, request_id, self._parse(handler, request_id, delivery.props,
-                                                                delivery.body)))
+                payload = core.parse(handler, request_id, delivery.props.content_type, delivery.body)
+                valid.append((delivery, request_id, payload))
             except Exception:  # Invalid, or a bug in the parser
                 self._process(connection, channel, *delivery)  # dead-letters it, as alone
         if not valid:
@@ -375,7 +282,7 @@ class Worker:
         request_id = props.message_id or ""  # the client's id; the correlation id is the caller's
         started = time.monotonic()
         try:
-            payload = self._parse(handler, request_id, props, body)
+            payload = core.parse(handler, request_id, props.content_type, body)
         except Invalid as exc:
             self.arrived.pop(tag, None)
             # Poison never blocks the queue: it goes to <queue>.dead for a person.
@@ -390,7 +297,7 @@ class Worker:
             self._set_aside(channel, handler, method, props, request_id, "parse")
             return
 
-        if handler.expires and self._expired(payload):
+        if core.expired(handler, payload, self.settings.request_timeout_s):
             self.arrived.pop(tag, None)
             self.log.info("message_expired", request_id=request_id)
             channel.basic_ack(tag)
@@ -456,31 +363,11 @@ class Worker:
         metrics.MESSAGES.labels(handler.routing_key, outcome).inc()
         metrics.DEAD_LETTERED.labels(handler.routing_key).inc()
 
-    def _parse(
-        self, handler: Handler, request_id: str, props: BasicProperties, body: bytes
-    ) -> dict[str, Any]:
-        if props.content_type != CONTENT_TYPE:
-            raise Invalid("invalid_message", f"content_type must be {CONTENT_TYPE}.")
-        if not REQUEST_ID_PATTERN.fullmatch(request_id):
-            raise Invalid("invalid_message", "message_id must be a valid request id.")
-        payload = decode(body)
-        sent_at = payload.pop("sent_at", None)
-        cleaned = handler.parse(payload)
-        if sent_at is not None:
-            cleaned["sent_at"] = sent_at
-        return cleaned
-
-    def _expired(self, payload: dict[str, Any]) -> bool:
-        sent_at = payload.get("sent_at")
-        return isinstance(sent_at, (int, float)) and (
-            time.time() - sent_at > self.settings.request_timeout_s
-        )
-
     def _carry_out(
         self,
         connection: pika.BlockingConnection,
         handler: Handler,
-        work: list[tuple[str, dict[str, Any]]],
+        work: Work,
         look_up: bool = False,
     ) -> list[dict[str, Any]]:
         """The replies for messages (request id, payload), all in one transaction, retrying
@@ -494,11 +381,12 @@ class Worker:
         and gets its first answer.
         """
         if self.db is None or not handler.uses_db:
-            return [self._answer(handler, request_id, payload, None) for request_id, payload in work]
+            return core.transaction(handler, None, work)
         attempt = conflicts = 0
         while True:
             try:
-                return self.db.run(functools.partial(self._transaction, handler, work=work, look_up=look_up))
+                return self.db.run(functools.partial(core.transaction, handler, work=work, look_up=look_up,
+                                                     replayed=self._replayed))
             except DatabaseAway as exc:
                 if self.stopping:
                     raise Stopping() from exc
@@ -535,57 +423,8 @@ class Worker:
                     raise
                 look_up = True
 
-    def _transaction(
-        self, handler: Handler, cursor: Cursor, work: list[tuple[str, dict[str, Any]]],
-        look_up: bool = True,
-    ) -> list[dict[str, Any]]:
-        """The replies for messages carried out in one transaction, the request ledger
-        read once for all of them before (when `look_up`) and written once after: that
-        write raises LedgerConflict when a request has an entry already."""
-        if not handler.ledger:
-            return [self._answer(handler, request_id, payload, cursor) for request_id, payload in work]
-        key = handler.routing_key
-        done = ledger_entries(cursor, [request_id for request_id, _ in work]) if look_up else {}
-        new: dict[str, LedgerEntry] = {}
-        replies = []
-        for request_id, payload in work:
-            asked = fingerprint(key, payload)
-            entry = done.get(request_id)
-            if entry is None:
-                reply = self._answer(handler, request_id, payload, cursor)
-                subject = payload.get(handler.subject) if handler.subject else None
-                # The same request again later in this batch (a client's retry) is a replay.
-                new[request_id] = done[request_id] = LedgerEntry(key, asked, reply, subject)
-            elif entry.fingerprint != asked:
-                reply = error_reply(
-                    "request_id_conflict",
-                    "This X-Request-ID was already used for a different request.",
-                )
-            else:
-                self.log.info("request_replayed", request_id=request_id)
-                reply = entry.reply
-            replies.append(reply)
-        ledger_record(cursor, new)
-        return replies
-
-    def _answer(
-        self, handler: Handler, request_id: str, payload: dict[str, Any], cursor: Cursor | None
-    ) -> dict[str, Any]:
-        work = {k: v for k, v in payload.items() if k != "sent_at"}
-        # A write that refuses keeps nothing of what it did before refusing, even though the
-        # transaction (its ledger entry, the rest of its batch) commits: a savepoint per message.
-        undo = cursor if handler.ledger and handler.savepoint else None
-        if undo is not None:
-            undo.execute("SAVEPOINT message")  # a new one replaces the last: no release needed
-        try:
-            result = handler.handle(Message(request_id, work), cursor)
-            if handler.erases and handler.subject and cursor is not None:
-                ledger_erase(cursor, work[handler.subject])
-            return ok_reply(result)
-        except Refused as exc:
-            if undo is not None:
-                undo.execute("ROLLBACK TO SAVEPOINT message")
-            return error_reply(exc.code, exc.message)
+    def _replayed(self, request_id: str) -> None:
+        self.log.info("request_replayed", request_id=request_id)
 
     def _reply(self, channel: BlockingChannel, props: BasicProperties, body: bytes) -> None:
         """Send an encoded reply: encoding it first (`encode`) is where a result with no JSON form fails."""

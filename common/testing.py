@@ -28,7 +28,8 @@ from pika.spec import Basic, BasicProperties
 
 from common import logs
 from common.config import Settings
-from common.consumer import Delivery, Handler, Worker
+from common.consumer import Delivery, Worker
+from common.core import Handler
 from common.messages import CONTENT_TYPE
 
 SETTINGS_ENV = {"RABBITMQ_HOST": "in-memory", "RABBITMQ_USER": "test", "RABBITMQ_PASSWORD": "test",

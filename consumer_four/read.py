@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.consumer import Message, Read, run
+from common.consumer import run
+from common.core import Message, Read
 from common.db import Cursor, ledger_lookup, page_rows
 from common.messages import (
     FINGERPRINT_PATTERN,

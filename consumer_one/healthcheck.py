@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.consumer import Message, Read, run
+from common.consumer import run
+from common.core import Message, Read
 from common.messages import clean_health_message
 from common.topology import HEALTH_CHECK
 

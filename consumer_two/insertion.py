@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.consumer import Message, Write, run
+from common.consumer import run
+from common.core import Message, Write
 from common.db import Cursor, insert_new
 from common.messages import Refused, record_from_json
 from common.topology import INSERT_RECORD

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.consumer import Message, Read, Write, run
+from common.consumer import run
+from common.core import Message, Read, Write
 from common.db import Cursor, page_rows
 from common.inventory import change_stock, clean_order
 from common.messages import page_message, page_reply

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from common import accounts, topology
-from common.consumer import Handler
+from common.core import Handler
 from tests.unit.test_kinds import compose_consumers
 
 # Each consumer service's handler module, as docker-compose.yml runs it.

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from common import accounts, declare, topology
-from common.consumer import Handler, Message
+from common.core import Handler, Message
 from producer import producer
 
 ROOT = Path(__file__).resolve().parents[2]

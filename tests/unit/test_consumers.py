@@ -16,7 +16,8 @@ from prometheus_client import REGISTRY
 
 from common import logs
 from common.config import Settings
-from common.consumer import LEDGER_CONFLICT_RETRIES, Delivery, Handler, Message, Worker
+from common.consumer import LEDGER_CONFLICT_RETRIES, Delivery, Worker
+from common.core import Handler, Message
 from common.db import DatabaseAway, LedgerConflict
 from common.messages import ERASED, Invalid, Refused, fingerprint
 from common.testing import InMemoryQueue, RecordingChannel

@@ -109,7 +109,7 @@ class PageCursor:
 ])
 def test_a_walk_of_item_or_order_pages_returns_every_row_once(reader: str, field: str, by: str,
                                                               table: list[tuple[Any, ...]]) -> None:
-    from common.consumer import Message
+    from common.core import Message
     from inventory_items import items
     from inventory_orders import orders
 

@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 
 from common import accounts, topology
 from common.config import Settings
-from common.consumer import Handler
+from common.core import Handler
 from producer import producer
 from producer.openapi import document
 from tests.integration.test_postman import COLLECTION, _path_of, _pattern, _requests
