@@ -28,13 +28,6 @@ PAGE_MAX = 10_000
 # and the page size of ?after= without ?limit=.
 READ_PAGE = 5000
 
-# Field name -> (maximum length, accepted spellings).
-RECORD_FIELDS: dict[str, tuple[int, tuple[str, ...]]] = {
-    "Name": (100, ("Name", "name")),
-    "SRN": (32, ("SRN", "srn")),
-    "Section": (16, ("Section", "section")),
-}
-
 CONTENT_TYPE = "application/json"
 
 
@@ -131,62 +124,6 @@ def clean_health_message(value: Any) -> str:
     if len(value) > MESSAGE_MAX:
         raise Invalid("invalid_parameter", f"'message' must be at most {MESSAGE_MAX} characters.")
     return value
-
-
-def clean_record(fields: Mapping[str, list[Any]], *, update: bool = False) -> dict[str, str]:
-    """A record from its fields (each name with every value it was given).
-
-    An insert needs every field; an update (`update=True`) needs the SRN and
-    at least one of the others, and leaves out what it does not change.
-    Raises `Invalid("invalid_record")` whose details name every bad field:
-    unknown, given twice, missing, empty, too long or of the wrong type.
-    """
-    details: dict[str, str] = {}
-    spelling_of = {s: name for name, (_, spellings) in RECORD_FIELDS.items() for s in spellings}
-    values: dict[str, list[Any]] = {}
-    for key, given in fields.items():
-        name = spelling_of.get(key)
-        if name is None:
-            details[key] = "unknown field"
-            continue
-        values.setdefault(name, []).extend(given)
-
-    record: dict[str, str] = {}
-    for name, (limit, _) in RECORD_FIELDS.items():
-        given = values.get(name, [])
-        if not given:
-            if name == "SRN" or not update:
-                details[name] = "required"
-            continue
-        if len(given) > 1:
-            details[name] = "given more than once"
-            continue
-        value = given[0]
-        if not isinstance(value, str):
-            details[name] = "must be text"
-            continue
-        value = value.strip()
-        if not value:
-            details[name] = "must not be empty"
-        elif len(value) > limit:
-            details[name] = f"must be at most {limit} characters"
-        elif name == "SRN" and not SRN_PATTERN.fullmatch(value):
-            details[name] = "must be letters, digits, '-' or '_'"
-        else:
-            record[name] = value.upper() if name == "SRN" else value
-    if update and not details and len(record) == 1:
-        details["Name"] = details["Section"] = "give Name, Section or both"
-    if details:
-        raise Invalid("invalid_record", "The record is not valid.", details)
-    return record
-
-
-def record_from_json(body: Mapping[str, Any]) -> dict[str, str]:
-    return clean_record({key: [value] for key, value in body.items()})
-
-
-def update_from_json(body: Mapping[str, Any]) -> dict[str, str]:
-    return clean_record({key: [value] for key, value in body.items()}, update=True)
 
 
 def no_parameters(payload: Mapping[str, Any]) -> dict[str, Any]:

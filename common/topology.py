@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from common.models import ITEM, ORDER, RECORD, STOCK_CHANGE, UPDATE, Model
+
 EXCHANGE = "microservices"
 DEAD_LETTER_EXCHANGE = "microservices.dlx"
 
@@ -42,19 +44,21 @@ class Kind:
     service: str  # the compose service whose consumer handles it
     write: bool = False  # recorded in the request ledger; a 202 when its consumer is late
     status: int = 200  # the HTTP status of its success
+    # The model of a write's payload on the bus (docs/asyncapi.yaml's, checked by test_kinds).
+    body: Model | None = None
 
 
 KINDS = (
     Kind(HEALTH_CHECK, "GET", "/health_check", "consumer_one"),
-    Kind(INSERT_RECORD, "POST", "/insert_record", "consumer_two", write=True, status=201),
+    Kind(INSERT_RECORD, "POST", "/insert_record", "consumer_two", write=True, status=201, body=RECORD),
     Kind(DELETE_RECORD, "GET", "/delete_record", "consumer_three", write=True),
     Kind(READ_DATABASE, "GET", "/read_database", "consumer_four"),
-    Kind(UPDATE_RECORD, "POST", "/update_record", "consumer_five", write=True),
+    Kind(UPDATE_RECORD, "POST", "/update_record", "consumer_five", write=True, body=UPDATE),
     Kind(REQUEST_STATUS, "GET", "/requests/<request_id>", "consumer_four"),
-    Kind(CREATE_ITEM, "POST", "/items", "inventory_items", write=True, status=201),
+    Kind(CREATE_ITEM, "POST", "/items", "inventory_items", write=True, status=201, body=ITEM),
     Kind(READ_ITEMS, "GET", "/items", "inventory_items"),
-    Kind(ADJUST_STOCK, "POST", "/items/<sku>/stock", "inventory_items", write=True),
-    Kind(PLACE_ORDER, "POST", "/orders", "inventory_orders", write=True, status=201),
+    Kind(ADJUST_STOCK, "POST", "/items/<sku>/stock", "inventory_items", write=True, body=STOCK_CHANGE),
+    Kind(PLACE_ORDER, "POST", "/orders", "inventory_orders", write=True, status=201, body=ORDER),
     Kind(READ_ORDERS, "GET", "/orders", "inventory_orders"),
 )
 KIND = {kind.key: kind for kind in KINDS}

@@ -7,7 +7,8 @@ from typing import Any
 from common.consumer import run
 from common.core import Message, Write
 from common.db import Cursor, one
-from common.messages import Refused, update_from_json
+from common.messages import Refused
+from common.models import update_from_json
 from common.topology import UPDATE_RECORD
 
 

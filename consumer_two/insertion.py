@@ -7,7 +7,8 @@ from typing import Any
 from common.consumer import run
 from common.core import Message, Write
 from common.db import Cursor, insert_new
-from common.messages import Refused, record_from_json
+from common.messages import Refused
+from common.models import record_from_json
 from common.topology import INSERT_RECORD
 
 

@@ -1,15 +1,16 @@
 """The OpenAPI 3.1 document of the producer's HTTP API, served at GET /openapi.json.
 
-Written out by hand from docs/contract.md; tests keep it true (every route of the
-app is here and nothing else, and schemathesis checks live answers against it).
+Written out from docs/contract.md, with every body a client sends made from its
+model (common/models.py); tests keep it true (every route of the app is here and
+nothing else, and schemathesis checks live answers against it).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from common.inventory import NAME_MAX, QUANTITY_MAX
-from common.messages import MESSAGE_MAX, PAGE_MAX, READ_PAGE, RECORD_FIELDS, REQUEST_ID_PATTERN, SRN_PATTERN
+from common.messages import MESSAGE_MAX, PAGE_MAX, READ_PAGE, REQUEST_ID_PATTERN
+from common.models import ITEM, ORDER, RECORD, SKU, STOCK_DELTA, UPDATE
 
 JSON = "application/json"
 REQUEST_ID_HEADER = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
@@ -51,20 +52,13 @@ REQUEST_ID = {"name": "X-Request-ID", "in": "header", "required": False,
                   "first one's answer (it is done once); with a different body or another write it is "
                   "409 request_id_conflict, and nothing is done."),
               "schema": {"type": "string"}}
-SRN = {"type": "string", "minLength": 1, "maxLength": 32, "pattern": f"^\\s*{SRN_PATTERN.pattern}\\s*$"}
-RECORD_INPUT = _object({
-    name: {"type": "string", "minLength": 1, "maxLength": limit} if name != "SRN" else SRN
-    for name, (limit, _) in RECORD_FIELDS.items()
-})
-UPDATE_INPUT = {**RECORD_INPUT, "required": ["SRN"], "minProperties": 2}
-SKU = {**SRN, "description": "Stored upper-case"}
-ITEM_INPUT = _object({
-    "SKU": SKU, "Name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
-    "Quantity": {"type": "integer", "minimum": 0, "maximum": QUANTITY_MAX, "default": 0},
-}, ["SKU", "Name"])
-DELTA_INPUT = _object({"Delta": {"type": "integer", "minimum": -QUANTITY_MAX, "maximum": QUANTITY_MAX,
-                                 "not": {"const": 0}}})
-ORDER_INPUT = _object({"SKU": SKU, "Quantity": {"type": "integer", "minimum": 1, "maximum": QUANTITY_MAX}})
+RECORD_INPUT = RECORD.sent_schema()
+SRN = RECORD_INPUT["properties"]["SRN"]
+UPDATE_INPUT = UPDATE.sent_schema()
+ITEM_INPUT = ITEM.sent_schema()
+SKU_INPUT = SKU.rule.sent
+DELTA_INPUT = STOCK_DELTA.sent_schema()
+ORDER_INPUT = ORDER.sent_schema()
 ORDER_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 ACCEPTED = {"202": {
     "description": "RabbitMQ confirmed the write, the consumer has not answered yet: it will be done",
@@ -173,12 +167,12 @@ def document() -> dict[str, Any]:
                 **_json_write("Create an item (inventory_items)", ITEM_INPUT, "201",
                               _object({"item": _ref("Item")}), "The item is stored", 409),
                 **_paged("Every item with its stock, or one page of them, ordered by SKU (inventory_items)",
-                         "items", _ref("Item"), "SKU", SKU),
+                         "items", _ref("Item"), "SKU", SKU_INPUT),
             },
             "/items/{sku}/stock": _json_write(
                 "Add to (Delta > 0) or take from (Delta < 0) an item's stock (inventory_items)",
                 DELTA_INPUT, "200", _object({"item": _ref("Item")}), "The item with its new Quantity",
-                404, 409, parameters=({"name": "sku", "in": "path", "required": True, "schema": SKU},)),
+                404, 409, parameters=({"name": "sku", "in": "path", "required": True, "schema": SKU_INPUT},)),
             "/orders": {
                 **_json_write("Place an order; its stock is taken in the same transaction (inventory_orders)",
                               ORDER_INPUT, "201", _object({"order": _ref("Order")}), "The order is placed",
@@ -220,7 +214,7 @@ def document() -> dict[str, Any]:
             "headers": {"RequestId": {"schema": {"type": "string",
                                                  "pattern": f"^{REQUEST_ID_PATTERN.pattern}$"}}},
             "schemas": {
-                "Record": _object({name: {"type": "string"} for name in RECORD_FIELDS}),
+                "Record": _object({f.name: {"type": "string"} for f in RECORD.fields}),
                 "Item": _object({"SKU": {"type": "string"}, "Name": {"type": "string"},
                                  "Quantity": {"type": "integer", "minimum": 0}}),
                 "Order": _object({"OrderID": {"type": "integer"}, "SKU": {"type": "string"},

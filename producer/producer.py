@@ -28,12 +28,12 @@ from common.messages import (
     Invalid,
     clean_health_message,
     clean_page,
-    clean_record,
     clean_srn,
     fingerprint,
     request_id_from,
     stamped,
 )
+from common.models import clean_record
 from common.topology import (
     ADJUST_STOCK,
     CREATE_ITEM,

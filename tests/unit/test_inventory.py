@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from common.inventory import clean_delta, clean_item, clean_order, clean_sku, clean_stock_change
-from common.messages import Invalid, update_from_json
+from common.messages import Invalid
+from common.models import update_from_json
 
 
 def details_of(clean: Any, body: dict[str, Any], code: str) -> dict[str, str]:

@@ -111,6 +111,32 @@ def test_the_asyncapi_document_has_a_channel_and_an_operation_for_each_kind() ->
     assert not missing, f"docs/asyncapi.yaml has no channel or send operation for: {', '.join(missing)}"
 
 
+def _resolved(node: Any, document: dict[str, Any]) -> Any:
+    """A schema with every local $ref replaced by what it names, and without descriptions (prose)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target: Any = document
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            return _resolved(target, document)
+        return {k: _resolved(v, document) for k, v in node.items() if k != "description"}
+    if isinstance(node, list):
+        return [_resolved(v, document) for v in node]
+    return node
+
+
+def test_the_asyncapi_document_s_write_payloads_are_their_models() -> None:
+    """Each write's payload in docs/asyncapi.yaml is the JSON Schema of its model, as cleaned."""
+    asyncapi = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text(encoding="utf-8"))
+    messages = {}
+    for channel in asyncapi["channels"].values():
+        for message in channel["messages"].values():
+            messages[channel["address"]] = _resolved(message, asyncapi)
+    differ = [kind.key for kind in topology.KINDS
+              if kind.body is not None and messages[kind.key]["payload"] != kind.body.cleaned_schema()]
+    assert not differ, f"docs/asyncapi.yaml's payload differs from its model (common/models.py): {differ}"
+
+
 def test_the_postman_collection_has_a_request_for_each_kind() -> None:
     collection: dict[str, Any] = json.loads(COLLECTION.read_text(encoding="utf-8"))
     calls = {(r["method"], _path_of(r)) for r in _requests(collection["item"])}

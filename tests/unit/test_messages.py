@@ -5,13 +5,12 @@ import pytest
 from common.messages import (
     Invalid,
     clean_health_message,
-    clean_record,
     clean_srn,
     decode,
     fingerprint,
-    record_from_json,
     request_id_from,
 )
+from common.models import clean_record, record_from_json
 
 
 def invalid_details(fields: dict[str, list[object]]) -> dict[str, str]:
