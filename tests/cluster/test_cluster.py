@@ -1,4 +1,4 @@
-"""A copy of the system on a three-node RabbitMQ cluster: node loss and competing consumers.
+"""A copy of the system on a three-node RabbitMQ cluster: a node lost, a node cut off, competing consumers.
 
 The copy has a compose project of its own (`<MSTEST_PROJECT>cluster`), so it
 runs beside the single-node copy of the other tests. Its load tables join the
@@ -11,6 +11,7 @@ import functools
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 import requests
@@ -21,6 +22,7 @@ from tests.support import (
     PROJECT,
     Stack,
     copy_of_the_system,
+    cut_node,
     docker,
     every_consumer_answers,
     restart_counts,
@@ -75,12 +77,82 @@ def handled(stack: Stack, container: str, queue: str) -> float:
     return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(prefix))
 
 
+@dataclass
+class Cut:
+    """What a load saw while one node was cut off (times from the cut, in seconds)."""
+
+    table: Table
+    load: Load
+    held_s: float
+    rejoined_s: float  # from the heal until the node was an online member of every queue again
+    answers_503: list[float]  # when each first answer that was a 503 came
+    confirmed_while_cut: list[float]  # when each 201 or 202 that came during the cut came
+
+    @property
+    def last_503_s(self) -> float:
+        return max(self.answers_503, default=0.0)
+
+    @property
+    def span_503_s(self) -> float:
+        return self.last_503_s - min(self.answers_503, default=0.0)
+
+
+def cut_off_under_load(cluster: Stack, node: Node, role: str, hold_s: float = 20) -> Cut:
+    """`node` taken off the RabbitMQ network (alive, silent) for `hold_s` under 8 clients'
+    inserts, then back; every request without a confirmation retried with its own id."""
+    clients_on_it = sum(1 for c in cluster.management("connections") if c["node"] == node.name)
+    restarts = restart_counts(cluster)
+    load = Load(cluster, count=3000, clients=8)
+    running = load.start()
+    load.wait_for(300)
+    heal = cut_node(cluster, node)
+    cut = time.monotonic()
+    try:
+        time.sleep(hold_s)
+    finally:
+        heal()
+    held_s = time.monotonic() - cut
+    wait_until(lambda: rejoined(cluster, node), timeout=120, interval=1)
+    rejoined_s = time.monotonic() - cut - held_s
+    running.result(timeout=900)
+    load.retry_unconfirmed()
+    settle(cluster)
+    answers_503 = [s.answered_at - cut for s in load.sent if s.first_status == 503]
+    confirmed = [s.answered_at - cut for s in load.sent
+                 if s.first_status in (201, 202) and 0 < s.answered_at - cut < held_s]
+    table = record(account(cluster, load, f"{role} ({node.number} of {NODES}, {clients_on_it} client "
+                                          f"connections on it) cut off {held_s:.0f} s under load "
+                                          f"(503s until {max(answers_503, default=0):.1f} s after the "
+                                          f"cut; a member again {rejoined_s:.1f} s after the heal)"))
+    assert restart_counts(cluster) == restarts, "a compose container was restarted"
+    return Cut(table, load, held_s, rejoined_s, answers_503, confirmed)
+
+
+def assert_one_outcome_each(cut: Cut) -> None:
+    """0 confirmed writes lost, none twice, and after a retry with its own X-Request-ID every
+    request has exactly one outcome."""
+    assert cut.table.lost == cut.table.duplicated == 0, cut.table.row()
+    assert cut.table.statuses["other"] == 0, cut.table.row()
+    assert [s for s in cut.load.sent if s.status not in (201, 202)] == [], cut.table.row()
+
+
 def test_every_queue_is_replicated_on_every_node(cluster: Stack) -> None:
     names = {node.name for node in cluster.nodes()}
     assert len(names) == NODES and running_nodes(cluster) == names
     members = queue_column(cluster, "members")
     for queue in (*QUEUES, *(f"{q}.dead" for q in QUEUES)):
         assert {m.strip() for m in members[queue].strip("[]").split(",")} == names, (queue, members[queue])
+
+
+def test_cutting_off_the_node_that_leads_insert_record(cluster: Stack) -> None:
+    """The leader goes silent for 20 s: 503s for at most 10 s, then the majority serves; the
+    node is a member again within 60 s of the heal, with nothing restarted."""
+    leader = node_named(cluster, queue_column(cluster, "leader")["insert_record"])
+    cut = cut_off_under_load(cluster, leader, "RabbitMQ node leading insert_record")
+    assert_one_outcome_each(cut)
+    assert cut.last_503_s <= 10, cut.table.row()
+    assert [t for t in cut.confirmed_while_cut if t > cut.last_503_s], "the majority served nothing"
+    assert cut.rejoined_s <= 60, cut.table.row()
 
 
 def test_scaled_consumers_compete_and_write_once(cluster: Stack) -> None:
@@ -148,6 +220,18 @@ def test_killing_the_node_that_leads_insert_record_loses_nothing(cluster: Stack)
     assert [s for s in load.sent if s.status not in (201, 202)] == []
     assert recovered_s <= 10, table.row()
     assert restart_counts(cluster) == restarts, "a compose container was restarted"
+
+
+def test_cutting_off_a_follower_no_client_uses(cluster: Stack) -> None:
+    """A node that leads no insert_record and serves no client goes silent: no 503, or under 2 s."""
+    used = {c["node"] for c in wait_until(lambda: cluster.management("connections"), timeout=60)}
+    leader = queue_column(cluster, "leader")["insert_record"]
+    followers = [n for n in cluster.nodes() if n.name not in used and n.name != leader]
+    assert followers, f"every follower has clients: {used}"
+    cut = cut_off_under_load(cluster, followers[-1], "RabbitMQ node following insert_record")
+    assert_one_outcome_each(cut)
+    assert cut.span_503_s < 2, cut.table.row()
+    assert cut.rejoined_s <= 60, cut.table.row()
 
 
 def test_stopping_a_node_no_client_uses_is_not_an_error(cluster: Stack) -> None:

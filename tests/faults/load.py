@@ -26,6 +26,7 @@ class Sent:
     status: int = 0  # 0: no HTTP answer at all (connection error or client timeout)
     first_status: int | None = None  # the answer before any retry
     seconds: float = 0.0
+    answered_at: float = 0.0  # time.monotonic() of the first answer (or of giving up)
 
 
 @dataclass
@@ -61,7 +62,8 @@ class Load:
             item.status = 0
         if item.first_status is None:
             item.first_status = item.status
-            item.seconds = time.monotonic() - started
+            item.answered_at = time.monotonic()
+            item.seconds = item.answered_at - started
         with self._lock:
             self.done += 1
 
