@@ -14,7 +14,7 @@ and a missing one are said the same way everywhere.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,29 +114,18 @@ class Model:
 
     def clean(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """A JSON body, cleaned; `Invalid(code)` whose details name every bad field."""
-        details: dict[str, str] = {}
-        values: dict[str, list[Any]] = {}
-        for name, value in body.items():
-            known = self._spellings.get(name)
-            if known is None:
-                details[name] = "unknown field"
-            else:
-                values.setdefault(known.name, []).append(value)
-        return self._cleaned(values, details)
+        return self.clean_fields({name: (value,) for name, value in body.items()})
 
-    def clean_fields(self, given: Mapping[str, list[Any]]) -> dict[str, Any]:
+    def clean_fields(self, given: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
         """Fields each with every value they were given (a form, a query string), cleaned."""
         details: dict[str, str] = {}
         values: dict[str, list[Any]] = {}
-        for name, vals in given.items():
+        for name, each in given.items():
             known = self._spellings.get(name)
             if known is None:
                 details[name] = "unknown field"
             else:
-                values.setdefault(known.name, []).extend(vals)
-        return self._cleaned(values, details)
-
-    def _cleaned(self, values: dict[str, list[Any]], details: dict[str, str]) -> dict[str, Any]:
+                values.setdefault(known.name, []).extend(each)
         cleaned: dict[str, Any] = {}
         for f in self.fields:
             vals = values.get(f.name)
