@@ -6,7 +6,7 @@ that says the same. The producer cleans every body with a model before it
 publishes, each consumer cleans again what it takes off its queue, and the
 OpenAPI document (the bodies a client sends) and the AsyncAPI document (the
 payloads on the bus, as cleaned) are made from or checked against the same
-models (tests/unit/test_models.py). One scheme for the records and the
+models (tests/unit/test_models.py, tests/unit/test_kinds.py). One scheme for the records and the
 inventory alike: an unknown field, a field given twice (a form may repeat one)
 and a missing one are said the same way everywhere.
 """
