@@ -194,12 +194,16 @@ def broker_path_rules(stack: Stack) -> list[list[str]]:
             ["INPUT", "-s", gateway, "-p", "tcp", "-m", "multiport", "--sports", ports, "-j", "DROP"]]
 
 
-def cut_broker_path(stack: Stack, service: str) -> Callable[[], None]:
-    """Cut `service` off from RabbitMQ and nothing else (MySQL stays reachable): the rules go
-    into its own network namespace. Returns the heal, which takes them out again (a
-    container killed meanwhile has a new namespace without them)."""
-    pid = docker("inspect", "-f", "{{.State.Pid}}", stack.container(service)).strip()
-    rules = broker_path_rules(stack)
+# Everything but loopback, both ways: the container's network silent, its address kept.
+# (docker network disconnect/connect is not a cut: two containers cut at once can come back
+# with each other's addresses, and a new address breaks every connection for good.)
+ALL_TRAFFIC_RULES = [["OUTPUT", "!", "-o", "lo", "-j", "DROP"], ["INPUT", "!", "-i", "lo", "-j", "DROP"]]
+
+
+def cut_traffic(container: str, rules: list[list[str]]) -> Callable[[], None]:
+    """Drop the traffic `rules` match in the container's own network namespace. Returns the heal,
+    which takes them out again (a container killed meanwhile has a new namespace without them)."""
+    pid = docker("inspect", "-f", "{{.State.Pid}}", container).strip()
     for rule in rules:
         subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-A", *rule], check=True, capture_output=True)
 
@@ -210,16 +214,32 @@ def cut_broker_path(stack: Stack, service: str) -> Callable[[], None]:
     return heal
 
 
-def cut_node(stack: Stack, node: Node) -> Callable[[], None]:
-    """A RabbitMQ node cut off, alive: off its network, so neither its peers nor any client
-    reach it (established connections go silent). Returns the heal: back on the network,
-    under the name its peers know it by."""
-    network = stack.values["RABBITMQ_NETWORK"]
-    docker("network", "disconnect", network, node.container)
+def cut_broker_path(stack: Stack, service: str) -> Callable[[], None]:
+    """Cut `service` off from RabbitMQ and nothing else (MySQL stays reachable)."""
+    return cut_traffic(stack.container(service), broker_path_rules(stack))
 
-    def heal() -> None:
-        docker("network", "connect", "--alias", node.hostname, network, node.container)
-    return heal
+
+def cut_network(stack: Stack, service: str) -> Callable[[], None]:
+    """Cut `service` off from every other container and the host (RabbitMQ and MySQL alike)."""
+    return cut_traffic(stack.container(service), ALL_TRAFFIC_RULES)
+
+
+def cut_node(stack: Stack, node: Node) -> Callable[[], None]:
+    """A RabbitMQ node cut off, alive: neither its peers nor any client reach it (established
+    connections go silent). Returns the heal."""
+    return cut_traffic(node.container, ALL_TRAFFIC_RULES)
+
+
+def take_out_cuts(container: str) -> list[str]:
+    """Delete the DROP rules left in the container's network namespace (a cut whose heal
+    failed); returns them."""
+    pid = docker("inspect", "-f", "{{.State.Pid}}", container).strip()
+    iptables = ["nsenter", "-t", pid, "-n", "iptables"]
+    listed = subprocess.run([*iptables, "-S"], check=True, capture_output=True, text=True).stdout
+    left = [line.split()[1:] for line in listed.splitlines() if line.startswith("-A ") and "DROP" in line]
+    for rule in left:
+        subprocess.run([*iptables, "-D", *rule], check=True, capture_output=True)
+    return [" ".join(rule) for rule in left]
 
 
 def restart_counts(stack: Stack) -> dict[str, int]:

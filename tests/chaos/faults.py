@@ -26,14 +26,23 @@ from dataclasses import dataclass, field
 import requests
 
 from scripts.stack import amqp_login
-from tests.support import CONSUMERS, Stack, cut_broker_path, cut_node, docker, pause
+from tests.support import (
+    CONSUMERS,
+    Stack,
+    cut_broker_path,
+    cut_network,
+    cut_node,
+    docker,
+    pause,
+    take_out_cuts,
+)
 
 SERVICES = ("producer", "db", *CONSUMERS)
 KINDS = {  # kind: weight in the plan
     "kill": 5,       # SIGKILL, then docker start
     "pause": 5,      # docker pause, then unpause
     "alarm": 1,      # a RabbitMQ disk alarm raised, then cleared
-    "netcut": 2,     # a consumer cut off from the compose network, then connected again
+    "netcut": 2,     # a consumer cut off from everything (packets dropped), then healed
     "brokercut": 2,  # the producer or a consumer cut off from RabbitMQ alone (packets dropped), then healed
     "partition": 2,  # a RabbitMQ node off its network (alive, silent), then back: with several nodes only
 }
@@ -252,10 +261,7 @@ class Injector(threading.Thread):
                                              limit if limit.isdigit() else "50MB"))
 
     def netcut(self, fault: Fault) -> None:
-        container = self.container(fault.target)
-        network = compose_network(container)
-        docker("network", "disconnect", network, container)
-        self.hold(fault, lambda: docker("network", "connect", "--alias", fault.target, network, container))
+        self.hold(fault, cut_network(self.stack, fault.target))
 
     def brokercut(self, fault: Fault) -> None:
         self.hold(fault, cut_broker_path(self.stack, fault.target))
@@ -304,21 +310,11 @@ class Injector(threading.Thread):
                     done.append(f"started {target}")
             except subprocess.SubprocessError as exc:
                 done.append(f"could not heal {target}: {exc!r}"[:300])
-        for service in CONSUMERS:
-            container = containers[service]
-            if not json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", container)):
-                network = f"{self.stack.values['COMPOSE_PROJECT_NAME']}_default"
-                docker("network", "connect", "--alias", service, network, container)
-                done.append(f"connected {service}")
-        for node in self.stack.nodes():
+        for target, container in containers.items():
             try:
-                networks = docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", node.container)
-                if not json.loads(networks):
-                    network = self.stack.values["RABBITMQ_NETWORK"]
-                    docker("network", "connect", "--alias", node.hostname, network, node.container)
-                    done.append(f"connected {node.container}")
+                done += [f"took a cut's rule out of {target}: {rule}" for rule in take_out_cuts(container)]
             except subprocess.SubprocessError as exc:
-                done.append(f"could not connect {node.container}: {exc!r}"[:300])
+                done.append(f"could not look for cuts left in {target}: {exc!r}"[:300])
         for node in self.stack.nodes():
             try:  # a node started a moment ago is still booting
                 subprocess.run(["docker", "exec", node.container, "rabbitmqctl", "-q", "await_startup",
@@ -335,11 +331,6 @@ class Injector(threading.Thread):
 def rabbitmqctl(container: str, *args: str) -> str:
     return subprocess.run(["docker", "exec", container, "rabbitmqctl", "-q", *args], capture_output=True,
                           text=True, check=True, timeout=60).stdout
-
-
-def compose_network(container: str) -> str:
-    networks = json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", container))
-    return str(next(iter(networks)))
 
 
 def exit_codes(stack: Stack) -> dict[str, int]:
