@@ -114,7 +114,7 @@ class DbSettings:
             user=user,
             password=password,
             connect_timeout_s=_integer(env, "MYSQL_CONNECT_TIMEOUT_S", 5),
-            io_timeout_s=_integer(env, "MYSQL_IO_TIMEOUT_S", 30),
+            io_timeout_s=_integer(env, "MYSQL_IO_TIMEOUT_S", 15),
             unix_socket=_text(env, "MYSQL_SOCKET", "/var/run/mysqld/mysqld.sock") if admin else "",
         )
 

@@ -50,6 +50,9 @@ def pending(applied: set[int]) -> list[tuple[int, Path]]:
     return [(n, p) for n, p in found if n not in applied]
 
 
+MIGRATION_IO_TIMEOUT_S = 3600
+
+
 def main() -> None:
     log = logs.setup("migrate")
     try:
@@ -84,7 +87,10 @@ def main() -> None:
                                      [accounts.MIGRATOR_GRANT.format(db=admin.database)]):
         cursor.execute(statement, values)
     root.commit()
-    migrator = dataclasses.replace(admin, user=accounts.MIGRATOR, password=migrator_password, unix_socket="")
+    # A migration rewrites whole tables: it may take minutes on a large ledger, where a
+    # service's query never takes seconds (MYSQL_IO_TIMEOUT_S).
+    migrator = dataclasses.replace(admin, user=accounts.MIGRATOR, password=migrator_password, unix_socket="",
+                                   io_timeout_s=MIGRATION_IO_TIMEOUT_S)
     applied = migrate(connect(migrator), log)
 
     grants = GRANTS.read_text(encoding="utf-8").format(user=probe_user, database=admin.database)
