@@ -225,9 +225,21 @@ def cut_network(stack: Stack, service: str) -> Callable[[], None]:
 
 
 def cut_node(stack: Stack, node: Node) -> Callable[[], None]:
-    """A RabbitMQ node cut off, alive: neither its peers nor any client reach it (established
-    connections go silent). Returns the heal."""
-    return cut_traffic(node.container, ALL_TRAFFIC_RULES)
+    """A RabbitMQ node cut off, alive: off its network, so neither its peers nor any client
+    reach it (established connections go silent). Returns the heal: back on the network,
+    under the name its peers know it by.
+
+    Off the network rather than its packets dropped (cut_traffic): peers and clients then
+    learn at once that its address is unreachable, as they do when a machine drops off a
+    LAN. Dropped packets, a black hole, hold the majority's traffic to the node until
+    Erlang's net_ticktime gives up on it (docs/cluster.md, Partitions).
+    """
+    network = stack.values["RABBITMQ_NETWORK"]
+    docker("network", "disconnect", network, node.container)
+
+    def heal() -> None:
+        docker("network", "connect", "--alias", node.hostname, network, node.container)
+    return heal
 
 
 def take_out_cuts(container: str) -> list[str]:
