@@ -315,6 +315,15 @@ class Injector(threading.Thread):
                 done += [f"took a cut's rule out of {target}: {rule}" for rule in take_out_cuts(container)]
             except subprocess.SubprocessError as exc:
                 done.append(f"could not look for cuts left in {target}: {exc!r}"[:300])
+        for node in self.stack.nodes():  # a partition takes a node off its network
+            try:
+                networks = docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", node.container)
+                if not json.loads(networks):
+                    network = self.stack.values["RABBITMQ_NETWORK"]
+                    docker("network", "connect", "--alias", node.hostname, network, node.container)
+                    done.append(f"connected {node.container}")
+            except subprocess.SubprocessError as exc:
+                done.append(f"could not connect {node.container}: {exc!r}"[:300])
         for node in self.stack.nodes():
             try:  # a node started a moment ago is still booting
                 subprocess.run(["docker", "exec", node.container, "rabbitmqctl", "-q", "await_startup",
