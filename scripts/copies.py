@@ -42,15 +42,38 @@ def root_sql(db_container: str, query: str) -> str:
     return result.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# Below every system's ephemeral range (Linux 32768-60999, Windows and macOS from 49152): a
+# port from that range (what binding port 0 gives) can become the local port of an outgoing
+# connection in the seconds before the copy binds it, and `docker run` then finds it taken.
+PORTS = range(20000, 32000)
+
+
+def free_port(taken: frozenset[int] = frozenset()) -> int:
+    """A port nothing listens on now, outside the ephemeral range, not in `taken`."""
+    pick = secrets.SystemRandom()
+    for _ in range(500):
+        port = pick.choice(PORTS)
+        if port in taken:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port from {PORTS.start} to {PORTS.stop - 1}")
+
+
+def free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    for _ in range(count):
+        ports.append(free_port(frozenset(ports)))
+    return ports
 
 
 def copy_values(project: str, nodes: int = 1, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The settings of a new copy: `base` (if any) with the copy's own names, free ports and fresh secrets."""
-    ports = [free_port() for _ in range(nodes)]
+    *ports, producer, management, prometheus = free_ports(nodes + 3)
     return {
         **(base or {}),
         "COMPOSE_PROJECT_NAME": project,
@@ -62,10 +85,10 @@ def copy_values(project: str, nodes: int = 1, base: Mapping[str, str] | None = N
         "RABBITMQ_NODES": str(nodes),
         "RABBITMQ_AMQP_PORTS": ",".join(map(str, ports)),
         "PRODUCER_BIND": "127.0.0.1",
-        "PRODUCER_PORT": str(free_port()),
+        "PRODUCER_PORT": str(producer),
         "RABBITMQ_AMQP_PORT": str(ports[0]),
-        "RABBITMQ_MANAGEMENT_PORT": str(free_port()),
-        "RABBITMQ_PROMETHEUS_PORT": str(free_port()),
+        "RABBITMQ_MANAGEMENT_PORT": str(management),
+        "RABBITMQ_PROMETHEUS_PORT": str(prometheus),
         **{key: secrets.token_urlsafe(18) for key in SECRETS},
         **({COOKIE: secrets.token_urlsafe(24)} if nodes > 1 else {}),
     }
