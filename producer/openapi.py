@@ -2,7 +2,9 @@
 
 Written out from docs/contract.md, with every body a client sends made from its
 model (common/models.py); tests keep it true (every route of the app is here and
-nothing else, and schemathesis checks live answers against it).
+nothing else, and schemathesis checks live answers against it). A declared kind
+written out nowhere here (a new one the producer serves from its declaration alone)
+gets an operation made from that declaration.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from common.messages import MESSAGE_MAX, PAGE_MAX, READ_PAGE, REQUEST_ID_PATTERN
 from common.models import ITEM, ORDER, RECORD, SKU, STOCK_DELTA, UPDATE
+from common.topology import KINDS, Kind
 
 JSON = "application/json"
 REQUEST_ID_HEADER = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
@@ -108,7 +111,30 @@ def _paged(summary: str, name: str, row: dict[str, Any], key: str,
     }}
 
 
+def _declared(kind: Kind) -> dict[str, Any]:
+    """The operation of a kind written out nowhere below, made from its declaration alone:
+    what the producer's declared_view serves (a JSON write of its model, or a read that
+    takes no parameters). Its answer is any JSON object, until the kind is written out."""
+    summary = f"{kind.key} ({kind.service})"
+    if kind.body is not None:
+        operation: dict[str, Any] = _json_write(summary, kind.body.sent_schema(), str(kind.status),
+                                                {"type": "object"}, "Done", 409)["post"]
+        return operation
+    return {"summary": summary, "parameters": [REQUEST_ID],
+            "responses": {str(kind.status): _json({"type": "object"}, "The consumer's answer"),
+                          **_errors(400, 503, 504)}}
+
+
 def document() -> dict[str, Any]:
+    described = _described()
+    for kind in KINDS:
+        path = kind.path.replace("<", "{").replace(">", "}")
+        if kind.method.lower() not in described["paths"].get(path, {}):
+            described["paths"].setdefault(path, {})[kind.method.lower()] = _declared(kind)
+    return described
+
+
+def _described() -> dict[str, Any]:
     record = _ref("Record")
     return {
         "openapi": "3.1.0",

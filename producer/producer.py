@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from common import logs
 from common.config import Settings
-from common.inventory import clean_delta, clean_item, clean_order, clean_sku
+from common.inventory import clean_delta, clean_sku
 from common.messages import (
     FINGERPRINT_PATTERN,
     READ_PAGE,
@@ -36,19 +36,18 @@ from common.messages import (
 from common.models import clean_record
 from common.topology import (
     ADJUST_STOCK,
-    CREATE_ITEM,
     DELETE_RECORD,
     HEALTH_CHECK,
     INSERT_RECORD,
     KIND,
     KINDS,
-    PLACE_ORDER,
     READ_DATABASE,
     READ_ITEMS,
     READ_ORDERS,
     REQUEST_STATUS,
     ROUTING_KEYS,
     UPDATE_RECORD,
+    Kind,
 )
 from producer import metrics
 from producer.broker import Broker, BrokerUnavailable, RequestIdConflict
@@ -322,11 +321,6 @@ def update_record() -> Response:
     return _dispatch(UPDATE_RECORD, _record_from_body(update=True))
 
 
-@serves(CREATE_ITEM)
-def create_item() -> Response:
-    return _dispatch(CREATE_ITEM, clean_item(_json_body()))
-
-
 @serves(READ_ITEMS)
 def read_items() -> Response:
     return _paged(READ_ITEMS, "items", "SKU")
@@ -336,11 +330,6 @@ def read_items() -> Response:
 def adjust_stock(sku: str) -> Response:
     change = {"SKU": clean_sku(sku), **clean_delta(_json_body())}
     return _dispatch(ADJUST_STOCK, change)
-
-
-@serves(PLACE_ORDER)
-def place_order() -> Response:
-    return _dispatch(PLACE_ORDER, clean_order(_json_body()))
 
 
 @serves(READ_ORDERS)
@@ -368,6 +357,34 @@ def request_status(request_id: str) -> Response:
         return _respond(reply, 200)
     entry = reply["result"]
     return _respond(entry["reply"], SUCCESS_STATUS.get(entry["routing_key"], 200))
+
+
+def declared_view(kind: Kind) -> Callable[[], Response] | None:
+    """The view a declaration alone makes, for a kind no view of its own serves: a POST whose
+    JSON body is the kind's model (`body=`), or a read (GET) that takes no parameters. None
+    for any other kind (a path parameter, a form, a query): that one needs its @serves view."""
+    if "<" in kind.path:
+        return None
+    model = kind.body
+    if kind.method == "POST" and model is not None:
+        def view() -> Response:
+            return _dispatch(kind.key, model.clean(_json_body()))
+    elif kind.method == "GET" and model is None and not kind.write:
+        def view() -> Response:
+            if request.args:
+                raise Invalid("invalid_parameter", f"{kind.path} takes no query parameters.")
+            return _dispatch(kind.key, stamped({}))
+    else:
+        return None
+    view.__name__ = kind.key
+    return view
+
+
+# Every declared kind without a view of its own is served by its declaration (create_item and
+# place_order among them): after the @serves views above, so that those come first.
+for _kind in KINDS:
+    if _kind.key not in VIEWS and (_view := declared_view(_kind)) is not None:
+        serves(_kind.key)(_view)
 
 
 @api.get("/")
@@ -434,7 +451,8 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     app.extensions["broker"] = broker or Broker(settings.amqp, f"{SERVICE}", log)
     unserved = [key for key in ROUTING_KEYS if key not in VIEWS]
     if unserved:  # a kind declared with no route: a programming error, found before serving
-        raise RuntimeError(f"no route serves {', '.join(unserved)}: add a view with @serves(<its key>)")
+        raise RuntimeError(f"no route serves {', '.join(unserved)}: its declaration alone makes none "
+                           "(see declared_view), so add a view with @serves(<its key>)")
     app.register_blueprint(api)
 
     @app.before_request

@@ -44,7 +44,7 @@ def edit(path: Path, old: str, new: str, step: str) -> None:
 
 
 def follow_the_page(tree: Path) -> None:
-    """Steps 1 to 5 of the page, in `tree`, with the page's own code."""
+    """Steps 1 to 5 of the page, in `tree`, with the page's own code (step 3 has none)."""
     # 1. The routing key, and its declaration at the end of KINDS.
     declaration = block("python", "KINDS = (")
     assert 'COUNT_RECORDS = "count_records"' in declaration
@@ -57,12 +57,8 @@ def follow_the_page(tree: Path) -> None:
     (tree / "consumer_six").mkdir()
     (tree / "consumer_six" / "__init__.py").write_text("")
     (tree / "consumer_six" / "counting.py").write_text(block("python", "HANDLER = Read("))
-    # 3. The route, and its routing key among the producer's imports.
-    assert "from common.topology import (..., COUNT_RECORDS)" in PAGE, "3. the producer's import"
-    edit(tree / "producer" / "producer.py", "    READ_ORDERS,\n", "    READ_ORDERS,\n    COUNT_RECORDS,\n",
-         "3. the producer's imports")
-    producer = tree / "producer" / "producer.py"
-    producer.write_text(producer.read_text() + "\n\n" + block("python", "@serves(COUNT_RECORDS)"))
+    # 3. The route: nothing to write, the declaration makes it.
+    assert "## 3. The route: nothing to write" in PAGE, "3. the route"
     # 4. Its accounts, in SERVICES before the operator.
     edit(tree / "common" / "accounts.py", "    OPERATOR: Account(),\n",
          block("python", '"consumer_six": Account(') + "    OPERATOR: Account(),\n", "4. the accounts")

@@ -70,7 +70,8 @@ def test_the_handler_counts_and_is_a_read_that_expires() -> None:
 
 
 def test_the_producer_and_topology_names_it_uses_exist() -> None:
-    for name in ("_dispatch", "serves", "stamped", "SUCCESS_STATUS", "STATUS_OF_ERROR"):
+    for name in ("_dispatch", "serves", "stamped", "declared_view", "_one_arg", "SUCCESS_STATUS",
+                 "STATUS_OF_ERROR"):
         assert hasattr(producer, name), name
     for name in ("KINDS", "Kind", "ROUTING_KEYS", "work_queue_policy"):
         assert hasattr(topology, name), name
@@ -85,6 +86,7 @@ def test_the_declaration_line_fits_the_table_of_kinds() -> None:
     [line] = [text.strip().rstrip(",") for text in block.splitlines() if text.strip().startswith("Kind(")]
     kind = eval(line, {"Kind": topology.Kind, "COUNT_RECORDS": "count_records"})  # noqa: S307 - our own docs
     assert kind == topology.Kind("count_records", "GET", "/count_records", "consumer_six")
+    assert producer.declared_view(kind) is not None, "step 3 says the declaration alone serves it"
     assert '    Kind(READ_ORDERS, "GET", "/orders", "inventory_orders"),\n)' in (
         ROOT / "common" / "topology.py").read_text(encoding="utf-8")
 
@@ -112,6 +114,12 @@ def test_the_account_line_fits_the_accounts_table() -> None:
     assert '("SELECT", "students")' in line
     assert "    OPERATOR: Account(),\n" in (ROOT / "common" / "accounts.py").read_text(encoding="utf-8")
     assert isinstance(accounts.SERVICES["consumer_five"], accounts.Account)
+
+
+def test_the_view_it_shows_is_the_producers() -> None:
+    """Step 3's example of a view of its own is the producer's code as it is."""
+    [view] = [b for b in blocks("python") if "@serves(" in b]
+    assert view in (ROOT / "producer" / "producer.py").read_text(encoding="utf-8")
 
 
 def test_the_files_it_points_at_exist() -> None:

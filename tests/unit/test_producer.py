@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from common import models, topology
 from common.config import Settings
 from common.messages import error_reply, fingerprint, ok_reply
+from common.topology import Kind
+from producer import openapi, producer
 from producer.broker import BrokerUnavailable, RequestIdConflict
-from producer.producer import STATUS_OF_ERROR, ApiError, create_app
+from producer.producer import STATUS_OF_ERROR, ApiError, create_app, declared_view
 
 ENV = {"RABBITMQ_HOST": "broker", "RABBITMQ_USER": "app", "RABBITMQ_PASSWORD": "pw"}
 RECORD = {"Name": "Asha", "SRN": "pes1", "Section": "A"}
@@ -477,3 +480,45 @@ def test_bad_item_or_order_paging_is_400_and_publishes_nothing(client: FlaskClie
                                                                 query: str) -> None:
     assert_error(client.get(query), 400, "invalid_parameter")
     assert broker.published == []
+
+
+COUNT = Kind("count_things", "GET", "/count_things", "consumer_six")
+
+
+def test_a_read_its_declaration_alone_serves_and_documents(broker: FakeBroker,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read that takes no parameters needs no view and no OpenAPI entry of its own."""
+    monkeypatch.setitem(topology.KIND, COUNT.key, COUNT)
+    monkeypatch.setattr(openapi, "KINDS", (*topology.KINDS, COUNT))
+    app = create_app(Settings.from_env("producer", needs_db=False, env=ENV), broker)  # type: ignore[arg-type]
+    view = declared_view(COUNT)
+    assert view is not None
+    app.add_url_rule(COUNT.path, endpoint=COUNT.key, view_func=view, methods=[COUNT.method])
+    client = app.test_client()
+    broker.reply = ok_reply({"count": 3})
+    response = client.get("/count_things", headers={"X-Request-ID": "c-1"})
+    assert (response.status_code, response.get_json()) == (200, {"count": 3})
+    [(key, payload, request_id)] = broker.published
+    assert (key, set(payload), request_id) == ("count_things", {"sent_at"}, "c-1")
+    assert broker.writes == [False]
+    assert_error(client.get("/count_things?limit=1"), 400, "invalid_parameter")
+    assert len(broker.published) == 1
+    operation = client.get("/openapi.json").get_json()["paths"]["/count_things"]["get"]
+    assert {"200", "503", "504"} <= set(operation["responses"])
+
+
+@pytest.mark.parametrize("kind", [
+    Kind("k", "GET", "/things/<sku>", "s"),                    # a path parameter
+    Kind("k", "GET", "/things", "s", body=models.ITEM),         # a GET with a body
+    Kind("k", "GET", "/things", "s", write=True),               # a write sent by GET
+    Kind("k", "POST", "/things", "s", write=True),              # a POST with no model of its body
+])
+def test_a_kind_that_needs_its_own_view_gets_none_from_its_declaration(kind: Kind) -> None:
+    assert declared_view(kind) is None
+
+
+def test_writes_with_a_model_are_served_from_their_declaration() -> None:
+    """create_item and place_order have no view of their own: their model cleans the body."""
+    assert producer.VIEWS[topology.CREATE_ITEM].__name__ == topology.CREATE_ITEM
+    assert producer.VIEWS[topology.PLACE_ORDER].__name__ == topology.PLACE_ORDER
+    assert not hasattr(producer, "create_item") and not hasattr(producer, "place_order")
