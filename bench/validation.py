@@ -34,7 +34,7 @@ try:  # the payload models (this checkout), or the hand-written functions before
 except ImportError:
     from common import inventory, messages
     insert, update = messages.record_from_json, messages.update_from_json  # type: ignore[attr-defined]
-    item, order = inventory.clean_item, inventory.clean_order
+    item, order = inventory.clean_item, inventory.clean_order  # type: ignore[attr-defined]
 
 GOOD_RECORD = {"Name": "  Asha Rao ", "SRN": " pes1ug21cs001", "Section": "A "}
 BAD_RECORD = {"Name": "", "SRN": "no spaces allowed", "Section": 7, "Extra": 1}

@@ -8,34 +8,15 @@ take off their queues. Field names are the contract's (`SKU`, `Name`, `Quantity`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from common.db import Cursor, one
 from common.messages import Refused, clean_srn
-from common.models import ITEM, ORDER, STOCK_CHANGE, STOCK_DELTA
 
 
 def clean_sku(value: Any) -> str:
     """A SKU as stored: trimmed, upper-case, 1-32 of [A-Za-z0-9_-] (the SRN's rules)."""
     return clean_srn(value, field="SKU")
-
-
-def clean_item(body: Mapping[str, Any]) -> dict[str, Any]:
-    return ITEM.clean(body)
-
-
-def clean_delta(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The body of POST /items/<sku>/stock: the SKU is in the path."""
-    return STOCK_DELTA.clean(body)
-
-
-def clean_stock_change(body: Mapping[str, Any]) -> dict[str, Any]:
-    return STOCK_CHANGE.clean(body)
-
-
-def clean_order(body: Mapping[str, Any]) -> dict[str, Any]:
-    return ORDER.clean(body)
 
 
 def change_stock(cursor: Cursor, sku: str, delta: int) -> tuple[str, int]:

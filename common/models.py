@@ -202,10 +202,3 @@ def clean_record(fields: Mapping[str, list[Any]], *, update: bool = False) -> di
     """A record from a form's or a query string's fields (each with every value it was given)."""
     return (UPDATE if update else RECORD).clean_fields(fields)
 
-
-def record_from_json(body: Mapping[str, Any]) -> dict[str, Any]:
-    return RECORD.clean(body)
-
-
-def update_from_json(body: Mapping[str, Any]) -> dict[str, Any]:
-    return UPDATE.clean(body)

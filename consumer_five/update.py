@@ -8,7 +8,7 @@ from common.consumer import run
 from common.core import Message, Write
 from common.db import Cursor, one
 from common.messages import Refused
-from common.models import update_from_json
+from common.models import UPDATE
 from common.topology import UPDATE_RECORD
 
 
@@ -26,7 +26,7 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
 
 
 # It refuses before it updates: nothing to undo, no savepoint.
-HANDLER = Write(UPDATE_RECORD, update_from_json, handle, savepoint=False, subject="SRN")
+HANDLER = Write(UPDATE_RECORD, UPDATE.clean, handle, savepoint=False, subject="SRN")
 
 if __name__ == "__main__":
     run("consumer_five", HANDLER)

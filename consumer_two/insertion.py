@@ -8,7 +8,7 @@ from common.consumer import run
 from common.core import Message, Write
 from common.db import Cursor, insert_new
 from common.messages import Refused
-from common.models import record_from_json
+from common.models import RECORD
 from common.topology import INSERT_RECORD
 
 
@@ -23,7 +23,7 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
 
 
 # Its one INSERT is what refuses (a duplicate SRN): nothing to undo, no savepoint.
-HANDLER = Write(INSERT_RECORD, record_from_json, handle, batch=True, savepoint=False, subject="SRN")
+HANDLER = Write(INSERT_RECORD, RECORD.clean, handle, batch=True, savepoint=False, subject="SRN")
 
 if __name__ == "__main__":
     run("consumer_two", HANDLER)

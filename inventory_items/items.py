@@ -7,8 +7,9 @@ from typing import Any
 from common.consumer import run
 from common.core import Message, Read, Write
 from common.db import Cursor, insert_new, page_rows
-from common.inventory import change_stock, clean_item, clean_stock_change
+from common.inventory import change_stock
 from common.messages import Refused, page_message, page_reply
+from common.models import ITEM, STOCK_CHANGE
 from common.topology import ADJUST_STOCK, CREATE_ITEM, READ_ITEMS
 
 
@@ -43,9 +44,9 @@ def adjust(message: Message, db: Cursor) -> dict[str, Any]:
     return {"item": item(sku, name, quantity)}
 
 
-CREATE = Write(CREATE_ITEM, clean_item, create)
+CREATE = Write(CREATE_ITEM, ITEM.clean, create)
 READ = Read(READ_ITEMS, parse_read, read)
-ADJUST = Write(ADJUST_STOCK, clean_stock_change, adjust)
+ADJUST = Write(ADJUST_STOCK, STOCK_CHANGE.clean, adjust)
 
 if __name__ == "__main__":
     run("inventory_items", CREATE, READ, ADJUST)

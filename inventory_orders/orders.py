@@ -7,8 +7,9 @@ from typing import Any
 from common.consumer import run
 from common.core import Message, Read, Write
 from common.db import Cursor, page_rows
-from common.inventory import change_stock, clean_order
+from common.inventory import change_stock
 from common.messages import page_message, page_reply
+from common.models import ORDER
 from common.topology import PLACE_ORDER, READ_ORDERS
 
 
@@ -39,7 +40,7 @@ def read(message: Message, db: Cursor) -> dict[str, Any]:
     return page_reply("orders", [order(*row) for row in found], limit, "OrderID")
 
 
-PLACE = Write(PLACE_ORDER, clean_order, place)
+PLACE = Write(PLACE_ORDER, ORDER.clean, place)
 READ = Read(READ_ORDERS, parse_read, read)
 
 if __name__ == "__main__":

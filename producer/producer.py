@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from common import logs
 from common.config import Settings
-from common.inventory import clean_delta, clean_sku
+from common.inventory import clean_sku
 from common.messages import (
     FINGERPRINT_PATTERN,
     READ_PAGE,
@@ -33,7 +33,7 @@ from common.messages import (
     request_id_from,
     stamped,
 )
-from common.models import clean_record
+from common.models import STOCK_DELTA, clean_record
 from common.topology import (
     ADJUST_STOCK,
     DELETE_RECORD,
@@ -328,7 +328,7 @@ def read_items() -> Response:
 
 @serves(ADJUST_STOCK)
 def adjust_stock(sku: str) -> Response:
-    change = {"SKU": clean_sku(sku), **clean_delta(_json_body())}
+    change = {"SKU": clean_sku(sku), **STOCK_DELTA.clean(_json_body())}
     return _dispatch(ADJUST_STOCK, change)
 
 

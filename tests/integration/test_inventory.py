@@ -14,7 +14,7 @@ import pika
 import pytest
 import requests
 
-from common.inventory import clean_order
+from common.models import ORDER
 from tests.support import Stack, check_refusal, docker, json_of, status_path, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
@@ -228,7 +228,7 @@ def check_never_oversold(stack: Stack, api: Api, sku: str, answers: list[Answer]
         if status == 409:
             assert body["error"] == "insufficient_stock" and request_id not in placed
         elif status == 202:  # confirmed but not answered in time: its stored answer says what became of it
-            path = status_path(request_id, "place_order", clean_order({"SKU": sku, "Quantity": 1}))
+            path = status_path(request_id, "place_order", ORDER.clean({"SKU": sku, "Quantity": 1}))
             stored = wait_until(functools.partial(finished, api, path), timeout=60)
             assert (stored.status_code == 201) == (request_id in placed), stored.text
         else:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from common.inventory import clean_delta, clean_item, clean_order, clean_sku, clean_stock_change
+from common.inventory import clean_sku
 from common.messages import Invalid
-from common.models import update_from_json
+from common.models import ITEM, ORDER, STOCK_CHANGE, STOCK_DELTA, UPDATE
 
 
 def details_of(clean: Any, body: dict[str, Any], code: str) -> dict[str, str]:
@@ -19,41 +19,41 @@ def details_of(clean: Any, body: dict[str, Any], code: str) -> dict[str, str]:
 
 
 def test_an_item_is_trimmed_upper_cased_and_starts_with_no_stock() -> None:
-    assert clean_item({"sku": " pen-1 ", "name": " Blue pen "}) == {"SKU": "PEN-1", "Name": "Blue pen",
+    assert ITEM.clean({"sku": " pen-1 ", "name": " Blue pen "}) == {"SKU": "PEN-1", "Name": "Blue pen",
                                                                     "Quantity": 0}
-    assert clean_item({"SKU": "A", "Name": "B", "Quantity": 7})["Quantity"] == 7
+    assert ITEM.clean({"SKU": "A", "Name": "B", "Quantity": 7})["Quantity"] == 7
 
 
 def test_every_bad_item_field_is_named() -> None:
-    details = details_of(clean_item, {"SKU": "no spaces", "Name": "", "Quantity": -1, "Price": 1},
+    details = details_of(ITEM.clean, {"SKU": "no spaces", "Name": "", "Quantity": -1, "Price": 1},
                          "invalid_item")
     assert details == {"SKU": "must be 1-32 letters, digits, '-' or '_'", "Name": "must not be empty",
                        "Quantity": "must be from 0 to 1000000000", "Price": "unknown field"}
-    assert details_of(clean_item, {}, "invalid_item") == {"SKU": "required", "Name": "required"}
-    assert details_of(clean_item, {"SKU": "A", "sku": "B", "Name": "N"}, "invalid_item") == {
+    assert details_of(ITEM.clean, {}, "invalid_item") == {"SKU": "required", "Name": "required"}
+    assert details_of(ITEM.clean, {"SKU": "A", "sku": "B", "Name": "N"}, "invalid_item") == {
         "SKU": "given more than once"}
 
 
 @pytest.mark.parametrize("quantity", [True, "3", 1.0, None, [1], 10**9 + 1])
 def test_a_quantity_is_a_whole_number_in_range(quantity: Any) -> None:
-    assert "Quantity" in details_of(clean_item, {"SKU": "A", "Name": "N", "Quantity": quantity},
+    assert "Quantity" in details_of(ITEM.clean, {"SKU": "A", "Name": "N", "Quantity": quantity},
                                     "invalid_item")
 
 
 def test_a_stock_change_is_a_non_zero_whole_number() -> None:
-    assert clean_delta({"delta": -3}) == {"Delta": -3}
-    assert clean_stock_change({"SKU": "a", "Delta": 5}) == {"SKU": "A", "Delta": 5}
-    assert details_of(clean_delta, {"Delta": 0}, "invalid_stock_change") == {"Delta": "must not be 0"}
-    assert details_of(clean_delta, {"Delta": 1, "SKU": "A"}, "invalid_stock_change") == {
+    assert STOCK_DELTA.clean({"delta": -3}) == {"Delta": -3}
+    assert STOCK_CHANGE.clean({"SKU": "a", "Delta": 5}) == {"SKU": "A", "Delta": 5}
+    assert details_of(STOCK_DELTA.clean, {"Delta": 0}, "invalid_stock_change") == {"Delta": "must not be 0"}
+    assert details_of(STOCK_DELTA.clean, {"Delta": 1, "SKU": "A"}, "invalid_stock_change") == {
         "SKU": "unknown field"}  # the SKU is in the path
-    assert details_of(clean_stock_change, {"Delta": 1}, "invalid_stock_change") == {"SKU": "required"}
+    assert details_of(STOCK_CHANGE.clean, {"Delta": 1}, "invalid_stock_change") == {"SKU": "required"}
 
 
 def test_an_order_is_of_at_least_one() -> None:
-    assert clean_order({"sku": "a", "quantity": 1}) == {"SKU": "A", "Quantity": 1}
-    assert details_of(clean_order, {"SKU": "A", "Quantity": 0}, "invalid_order") == {
+    assert ORDER.clean({"sku": "a", "quantity": 1}) == {"SKU": "A", "Quantity": 1}
+    assert details_of(ORDER.clean, {"SKU": "A", "Quantity": 0}, "invalid_order") == {
         "Quantity": "must be from 1 to 1000000000"}
-    assert details_of(clean_order, {"SKU": "A"}, "invalid_order") == {"Quantity": "required"}
+    assert details_of(ORDER.clean, {"SKU": "A"}, "invalid_order") == {"Quantity": "required"}
 
 
 def test_a_sku_in_a_path_is_a_parameter() -> None:
@@ -64,13 +64,13 @@ def test_a_sku_in_a_path_is_a_parameter() -> None:
 
 
 def test_an_update_names_the_srn_and_what_changes() -> None:
-    assert update_from_json({"srn": "s1", "Section": " B "}) == {"SRN": "S1", "Section": "B"}
-    assert update_from_json({"SRN": "S1", "Name": "N", "Section": "C"}) == {"SRN": "S1", "Name": "N",
+    assert UPDATE.clean({"srn": "s1", "Section": " B "}) == {"SRN": "S1", "Section": "B"}
+    assert UPDATE.clean({"SRN": "S1", "Name": "N", "Section": "C"}) == {"SRN": "S1", "Name": "N",
                                                                            "Section": "C"}
-    assert details_of(update_from_json, {"SRN": "S1"}, "invalid_record") == {
+    assert details_of(UPDATE.clean, {"SRN": "S1"}, "invalid_record") == {
         "Name": "give Name, Section or both", "Section": "give Name, Section or both"}
-    assert details_of(update_from_json, {"Name": "N"}, "invalid_record") == {"SRN": "required"}
-    assert details_of(update_from_json, {"SRN": "S1", "Name": ""}, "invalid_record") == {
+    assert details_of(UPDATE.clean, {"Name": "N"}, "invalid_record") == {"SRN": "required"}
+    assert details_of(UPDATE.clean, {"SRN": "S1", "Name": ""}, "invalid_record") == {
         "Name": "must not be empty"}
 
 

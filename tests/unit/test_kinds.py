@@ -95,6 +95,18 @@ def test_each_consumer_in_compose_serves_exactly_its_declared_kinds() -> None:
         assert re.fullmatch(accounts.rabbitmq_permissions(service)[2], topology.keys_of(service)[0])
 
 
+def test_a_write_with_a_model_is_parsed_by_that_model() -> None:
+    """The kind's `body` is what its consumer takes off its queue (its handler's parse), and
+    what the producer's declared view cleans a body with: one model, named once."""
+    parsers = {handler.routing_key: handler.parse
+               for module in compose_consumers().values() for handler in handlers(module)}
+    modelled = [kind for kind in topology.KINDS if kind.body is not None]
+    assert modelled, "no kind names its model"
+    for kind in modelled:
+        assert kind.body is not None
+        assert parsers[kind.key] == kind.body.clean, kind.key
+
+
 def test_the_openapi_document_has_each_kind_s_route() -> None:
     paths = {(same_shape(path), method.upper())
              for path, item in document()["paths"].items() for method in item}

@@ -10,7 +10,7 @@ from common.messages import (
     fingerprint,
     request_id_from,
 )
-from common.models import clean_record, record_from_json
+from common.models import RECORD, clean_record
 
 
 def invalid_details(fields: dict[str, list[object]]) -> dict[str, str]:
@@ -21,12 +21,12 @@ def invalid_details(fields: dict[str, list[object]]) -> dict[str, str]:
 
 
 def test_record_is_trimmed_and_srn_upper_cased() -> None:
-    record = record_from_json({"Name": "  Asha Rao ", "SRN": " pes1ug21cs001", "Section": "A "})
+    record = RECORD.clean({"Name": "  Asha Rao ", "SRN": " pes1ug21cs001", "Section": "A "})
     assert record == {"Name": "Asha Rao", "SRN": "PES1UG21CS001", "Section": "A"}
 
 
 def test_lower_case_field_names_are_accepted() -> None:
-    assert record_from_json({"name": "N", "srn": "s1", "section": "B"}) == {
+    assert RECORD.clean({"name": "N", "srn": "s1", "section": "B"}) == {
         "Name": "N", "SRN": "S1", "Section": "B",
     }
 
@@ -55,14 +55,14 @@ def test_both_spellings_of_a_field_count_as_given_twice() -> None:
 
 
 def test_length_limits_are_inclusive() -> None:
-    record = record_from_json({"Name": "n" * 100, "SRN": "s" * 32, "Section": "x" * 16})
+    record = RECORD.clean({"Name": "n" * 100, "SRN": "s" * 32, "Section": "x" * 16})
     assert len(record["Name"]) == 100
     assert "Name" in invalid_details({"Name": ["n" * 101], "SRN": ["S"], "Section": ["A"]})
     assert "SRN" in invalid_details({"Name": ["n"], "SRN": ["s" * 33], "Section": ["A"]})
 
 
 def test_unicode_names_are_kept() -> None:
-    assert record_from_json({"Name": "Zoë Ñúñez 李", "SRN": "U1", "Section": "Ä"})["Name"] == "Zoë Ñúñez 李"
+    assert RECORD.clean({"Name": "Zoë Ñúñez 李", "SRN": "U1", "Section": "Ä"})["Name"] == "Zoë Ñúñez 李"
 
 
 @pytest.mark.parametrize(("value", "code"), [
