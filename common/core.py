@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from common.db import Cursor, LedgerEntry, ledger_entries, ledger_erase, ledger_record
+from common.db import Cursor, LedgerEntry, ledger_entries, ledger_erase, ledger_record, page_rows
 from common.messages import (
     CONTENT_TYPE,
     REQUEST_ID_PATTERN,
@@ -28,6 +28,8 @@ from common.messages import (
     error_reply,
     fingerprint,
     ok_reply,
+    page_message,
+    page_reply,
 )
 
 
@@ -69,6 +71,22 @@ class Read:
     subject: ClassVar[str | None] = None
     erases: ClassVar[bool] = False
 
+
+
+def paged_read(routing_key: str, table: str, columns: str, key: str, *, field: str, by: str,
+               row: Callable[..., dict[str, Any]]) -> Read:
+    """A Read of one table a page at a time: {"limit", "after"} in, rows after `after` in
+    `key` order out (keyset paging: no OFFSET to skip past), each made by `row` from the
+    `columns`, under `field`, with `next_after` (the last row's `by`) while more follow."""
+    def parse(payload: dict[str, Any]) -> dict[str, Any]:
+        return page_message(payload, by=by)
+
+    def handle(message: Message, db: Cursor) -> dict[str, Any]:
+        limit, after = message.payload["limit"], message.payload["after"]
+        found = page_rows(db, columns, table, key, after, limit)
+        return page_reply(field, [row(*values) for values in found], limit, by)
+
+    return Read(routing_key, parse, handle)
 
 @dataclass(frozen=True)
 class Write:

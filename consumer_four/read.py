@@ -11,30 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from common.consumer import run
-from common.core import Message, Read
-from common.db import Cursor, ledger_lookup, page_rows
+from common.core import Message, Read, paged_read
+from common.db import Cursor, ledger_lookup
 from common.messages import (
     FINGERPRINT_PATTERN,
     REQUEST_ID_PATTERN,
     Invalid,
     Refused,
-    page_message,
-    page_reply,
 )
 from common.topology import READ_DATABASE, REQUEST_STATUS
 
 
-def parse(payload: dict[str, Any]) -> dict[str, Any]:
-    """{"limit": 1..PAGE_MAX (default PAGE_MAX), "after": an SRN or null}; nothing else."""
-    return page_message(payload, by="SRN")
-
-
-def handle(message: Message, db: Cursor) -> dict[str, Any]:
-    """One page after the cursor (keyset paging: the primary key's order, no OFFSET to skip past)."""
-    limit, after = message.payload["limit"], message.payload["after"]
-    found = page_rows(db, "name, srn, section", "students", "srn", after, limit)
-    records = [{"Name": name, "SRN": srn, "Section": section} for name, srn, section in found]
-    return page_reply("records", records, limit, "SRN")
+def record(name: str, srn: str, section: str) -> dict[str, Any]:
+    return {"Name": name, "SRN": srn, "Section": section}
 
 
 def parse_status(payload: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +50,9 @@ def request_status(message: Message, db: Cursor) -> dict[str, Any]:
     return {"routing_key": entry.routing_key, "reply": entry.reply}
 
 
-HANDLER = Read(READ_DATABASE, parse, handle)
+# {"limit": 1..PAGE_MAX (default PAGE_MAX), "after": an SRN or null}: one page, in SRN order.
+HANDLER = paged_read(READ_DATABASE, "students", "name, srn, section", "srn", field="records", by="SRN",
+                     row=record)
 STATUS_HANDLER = Read(REQUEST_STATUS, parse_status, request_status)
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from common.consumer import run
-from common.core import Message, Read, Write
-from common.db import Cursor, insert_new, page_rows
+from common.core import Message, Write, paged_read
+from common.db import Cursor, insert_new
 from common.inventory import change_stock
-from common.messages import Refused, page_message, page_reply
+from common.messages import Refused
 from common.models import ITEM, STOCK_CHANGE
 from common.topology import ADJUST_STOCK, CREATE_ITEM, READ_ITEMS
 
@@ -27,17 +27,6 @@ def create(message: Message, db: Cursor) -> dict[str, Any]:
     return {"item": item(new["SKU"], new["Name"], new["Quantity"])}
 
 
-def parse_read(payload: dict[str, Any]) -> dict[str, Any]:
-    return page_message(payload, by="SKU")
-
-
-def read(message: Message, db: Cursor) -> dict[str, Any]:
-    """One page of items after the cursor, by SKU (keyset paging, as read_database's records)."""
-    limit, after = message.payload["limit"], message.payload["after"]
-    found = page_rows(db, "sku, name, quantity", "items", "sku", after, limit)
-    return page_reply("items", [item(*row) for row in found], limit, "SKU")
-
-
 def adjust(message: Message, db: Cursor) -> dict[str, Any]:
     sku = message.payload["SKU"]
     name, quantity = change_stock(db, sku, message.payload["Delta"])
@@ -45,7 +34,8 @@ def adjust(message: Message, db: Cursor) -> dict[str, Any]:
 
 
 CREATE = Write(CREATE_ITEM, ITEM.clean, create)
-READ = Read(READ_ITEMS, parse_read, read)
+# Items with their stock a page at a time, by SKU (keyset paging, as read_database's records).
+READ = paged_read(READ_ITEMS, "items", "sku, name, quantity", "sku", field="items", by="SKU", row=item)
 ADJUST = Write(ADJUST_STOCK, STOCK_CHANGE.clean, adjust)
 
 if __name__ == "__main__":

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from common.consumer import run
-from common.core import Message, Read, Write
-from common.db import Cursor, page_rows
+from common.core import Message, Write, paged_read
+from common.db import Cursor
 from common.inventory import change_stock
-from common.messages import page_message, page_reply
 from common.models import ORDER
 from common.topology import PLACE_ORDER, READ_ORDERS
 
@@ -29,19 +28,10 @@ def place(message: Message, db: Cursor) -> dict[str, Any]:
     return {"order": order(int(db.lastrowid or 0), sku, wanted, "placed")}
 
 
-def parse_read(payload: dict[str, Any]) -> dict[str, Any]:
-    return page_message(payload, by="OrderID")
-
-
-def read(message: Message, db: Cursor) -> dict[str, Any]:
-    """One page of orders after the cursor, oldest first (keyset paging on the OrderID)."""
-    limit, after = message.payload["limit"], message.payload["after"]
-    found = page_rows(db, "order_id, sku, quantity, status", "orders", "order_id", after, limit)
-    return page_reply("orders", [order(*row) for row in found], limit, "OrderID")
-
-
 PLACE = Write(PLACE_ORDER, ORDER.clean, place)
-READ = Read(READ_ORDERS, parse_read, read)
+# Orders a page at a time, oldest first (keyset paging on the OrderID).
+READ = paged_read(READ_ORDERS, "orders", "order_id, sku, quantity, status", "order_id", field="orders",
+                  by="OrderID", row=order)
 
 if __name__ == "__main__":
     run("inventory_orders", PLACE, READ)

@@ -143,18 +143,18 @@ def test_delete_answers_with_the_deleted_record() -> None:
 
 def test_read_orders_by_srn() -> None:
     db = fake_db({"B": ("n2", "B", "x"), "A": ("n1", "A", "y")})
-    result = read.handle(Message("r1", read.parse({})), db)
+    result = read.HANDLER.handle(Message("r1", read.HANDLER.parse({})), db)
     assert [r["SRN"] for r in result["records"]] == ["A", "B"] and result["count"] == 2
     assert result["next_after"] is None
     with pytest.raises(Invalid):
-        read.parse({"unexpected": 1})
+        read.HANDLER.parse({"unexpected": 1})
 
 
 def test_read_pages_walk_every_row_once_in_order() -> None:
     students = {f"S{i:03d}": (f"n{i}", f"S{i:03d}", "x") for i in range(7)}
     db, seen, after = fake_db(students), [], None
     while True:
-        page = read.handle(Message("p", read.parse({"limit": 3, "after": after})), db)
+        page = read.HANDLER.handle(Message("p", read.HANDLER.parse({"limit": 3, "after": after})), db)
         assert page["count"] == len(page["records"]) <= 3
         seen += [r["SRN"] for r in page["records"]]
         after = page["next_after"]
@@ -168,7 +168,7 @@ def test_read_pages_walk_every_row_once_in_order() -> None:
                                      {"after": "bad srn"}, {"after": 5}])
 def test_read_refuses_a_bad_page(payload: dict[str, Any]) -> None:
     with pytest.raises(Invalid) as caught:
-        read.parse(payload)
+        read.HANDLER.parse(payload)
     assert caught.value.code == "invalid_message"
 
 

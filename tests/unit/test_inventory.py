@@ -117,7 +117,7 @@ def test_a_walk_of_item_or_order_pages_returns_every_row_once(reader: str, field
     module: Any = items if reader == "items" else orders
     db, seen, after = PageCursor(table), [], None
     while True:
-        page = module.read(Message("p", module.READ.parse({"limit": 3, "after": after})), db)
+        page = module.READ.handle(Message("p", module.READ.parse({"limit": 3, "after": after})), db)
         assert page["count"] == len(page[field]) <= 3
         seen += [row[by] for row in page[field]]
         after = page["next_after"]
