@@ -2,7 +2,7 @@
 
     values = copy_values("mstest", nodes=1)
     with throwaway_copy(Path("tests/artifacts/stack.env"), values, logs_to=Path("tests/artifacts")) as copy:
-        ...  # copy.env_file, copy.values, copy.stack("status"), copy.script_stack()
+        ...  # copy.env_file, copy.values, copy.run_script("status"), copy.script_stack()
 
 A copy has its own compose project, RabbitMQ container(s), network, volumes,
 free host ports and fresh passwords, so a user's running system is never
@@ -123,20 +123,21 @@ class Copy:
         """The environment for scripts/stack.py: the copy's settings win over the shell's."""
         return {**os.environ, **self.values}
 
-    def stack(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def script_command(self, *args: str) -> list[str]:
+        """The command line of a scripts/stack.py command on this copy."""
+        script = self.root / "scripts" / "stack.py"
+        return [sys.executable, str(script), "--env-file", str(self.env_file), *args]
+
+    def run_script(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """A scripts/stack.py command on this copy, in a process of its own (its output shown)."""
-        return subprocess.run(
-            [sys.executable, str(self.root / "scripts" / "stack.py"), "--env-file", str(self.env_file),
-             *args], env=self.process_env(), text=True, check=check,
-        )
+        return subprocess.run(self.script_command(*args), env=self.process_env(), text=True, check=check)
 
     def up(self, label: str = "copy") -> None:
         """`stack.py up` on this copy, its output shown as it comes. Should it fail, the
         exception says why in one line (its `error:` line and the lines before it), so
         the reason is in a test report's summary, not only in a captured log."""
-        process = subprocess.Popen(
-            [sys.executable, str(self.root / "scripts" / "stack.py"), "--env-file", str(self.env_file), "up"],
-            env=self.process_env(), text=True, stderr=subprocess.PIPE)
+        process = subprocess.Popen(self.script_command("up"), env=self.process_env(), text=True,
+                                   stderr=subprocess.PIPE)
         assert process.stderr is not None
         last: collections.deque[str] = collections.deque(maxlen=8)
         for line in process.stderr:
@@ -179,7 +180,7 @@ def throwaway_copy(env_file: Path, values: Mapping[str, str], *, keep: bool = Fa
     write_values(env_file, values)
     copy = Copy(env_file, dict(values), root)
     if not keep:
-        copy.stack("clean", check=False)  # leftovers of an interrupted run
+        copy.run_script("clean", check=False)  # leftovers of an interrupted run
     try:
         started = time.monotonic()
         copy.up(label)
@@ -189,5 +190,5 @@ def throwaway_copy(env_file: Path, values: Mapping[str, str], *, keep: bool = Fa
         if logs_to is not None:
             copy.collect_logs(logs_to, log_prefix)
         if not keep:
-            copy.stack("clean", check=False)
+            copy.run_script("clean", check=False)
             env_file.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import ARTIFACTS, PROJECT, Stack, copy_of_the_system
+from tests.support import ARTIFACTS, PROJECT, SystemCopy, copy_of_the_system
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -32,7 +32,7 @@ DATABASES: list[str] = []
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def stack() -> Iterator[SystemCopy]:
     with contextlib.contextmanager(copy_of_the_system)("stack", PROJECT) as system:
         [[version, comment]] = system.sql("SELECT VERSION(), @@version_comment")
         DATABASES.append(f"{version} ({comment})")
@@ -40,7 +40,7 @@ def stack() -> Iterator[Stack]:
 
 
 @pytest.fixture
-def api(stack: Stack) -> Callable[..., requests.Response]:
+def api(stack: SystemCopy) -> Callable[..., requests.Response]:
     session = requests.Session()
 
     def call(method: str, path: str, **kwargs: Any) -> requests.Response:

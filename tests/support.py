@@ -51,7 +51,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 30, interval: float = 
 
 
 @dataclass
-class Stack(Copy):
+class SystemCopy(Copy):
     """A copy of the system (scripts/copies.py), with what the tests ask of it."""
 
     @property
@@ -186,7 +186,7 @@ def pause(container: str, refused: Callable[[str], None] | None = None, tries: i
             time.sleep(0.5)
 
 
-def broker_path_rules(stack: Stack) -> list[list[str]]:
+def broker_path_rules(stack: SystemCopy) -> list[list[str]]:
     """iptables rules dropping a container's AMQP traffic to and from RabbitMQ (the gateway IP's
     AMQP ports), both ways, without a word: what a cut cable or a switch port does."""
     gateway, ports = stack.rabbitmq_host(), ",".join(str(node.port) for node in stack.nodes())
@@ -214,17 +214,17 @@ def cut_traffic(container: str, rules: list[list[str]]) -> Callable[[], None]:
     return heal
 
 
-def cut_broker_path(stack: Stack, service: str) -> Callable[[], None]:
+def cut_broker_path(stack: SystemCopy, service: str) -> Callable[[], None]:
     """Cut `service` off from RabbitMQ and nothing else (MySQL stays reachable)."""
     return cut_traffic(stack.container(service), broker_path_rules(stack))
 
 
-def cut_network(stack: Stack, service: str) -> Callable[[], None]:
+def cut_network(stack: SystemCopy, service: str) -> Callable[[], None]:
     """Cut `service` off from every other container and the host (RabbitMQ and MySQL alike)."""
     return cut_traffic(stack.container(service), ALL_TRAFFIC_RULES)
 
 
-def cut_node(stack: Stack, node: Node) -> Callable[[], None]:
+def cut_node(stack: SystemCopy, node: Node) -> Callable[[], None]:
     """A RabbitMQ node cut off, alive: off its network, so neither its peers nor any client
     reach it (established connections go silent). Returns the heal: back on the network,
     under the name its peers know it by.
@@ -254,7 +254,7 @@ def take_out_cuts(container: str) -> list[str]:
     return [" ".join(rule) for rule in left]
 
 
-def restart_counts(stack: Stack) -> dict[str, int]:
+def restart_counts(stack: SystemCopy) -> dict[str, int]:
     counts = {}
     for container in stack.containers():
         info = json.loads(docker("inspect", container))[0]
@@ -262,12 +262,12 @@ def restart_counts(stack: Stack) -> dict[str, int]:
     return counts
 
 
-def healthy(stack: Stack, service: str) -> bool:
+def healthy(stack: SystemCopy, service: str) -> bool:
     return docker("inspect", "-f", "{{.State.Health.Status}}", stack.container(service)).strip() == "healthy"
 
 
 
-def every_consumer_answers(stack: Stack) -> bool:
+def every_consumer_answers(stack: SystemCopy) -> bool:
     """One round trip through each of the assignment's four consumers: the producer and they have resumed."""
     srn, base = unique_srn("B"), stack.base_url
     return (requests.get(f"{base}/health_check", params={"message": "back"}, timeout=10).status_code == 200
@@ -302,7 +302,7 @@ def unique_srn(prefix: str = "T") -> str:
     return f"{prefix}{secrets.token_hex(5)}".upper()
 
 
-def check_refusal(stack: Stack, send: Callable[[], requests.Response], status: int, code: str) -> Any:
+def check_refusal(stack: SystemCopy, send: Callable[[], requests.Response], status: int, code: str) -> Any:
     """Send a request that must be refused: the contract's JSON error, and nothing stored changed."""
     before = stack.snapshot()
     response = send()
@@ -322,7 +322,7 @@ def json_of(response: requests.Response) -> Any:
         raise AssertionError(f"not JSON ({response.status_code}): {response.text[:200]}") from exc
 
 
-def copy_of_the_system(name: str, project: str, nodes: int = 1) -> Iterator[Stack]:
+def copy_of_the_system(name: str, project: str, nodes: int = 1) -> Iterator[SystemCopy]:
     """Bring up a copy of the system (settings in tests/artifacts/<name>.env), yield it, delete it.
 
     scripts/copies.py does the work: the copy comes up inside its `try`, so one that
@@ -334,4 +334,4 @@ def copy_of_the_system(name: str, project: str, nodes: int = 1) -> Iterator[Stac
     prefix = "" if name == "stack" else f"{name}-"
     with throwaway_copy(env_file, values, keep=keep, logs_to=ARTIFACTS, log_prefix=prefix,
                         label=f"{name} copy") as copy:
-        yield Stack(copy.env_file, copy.values)
+        yield SystemCopy(copy.env_file, copy.values)

@@ -28,7 +28,7 @@ import requests
 from scripts.stack import amqp_login
 from tests.support import (
     CONSUMERS,
-    Stack,
+    SystemCopy,
     cut_broker_path,
     cut_network,
     cut_node,
@@ -119,7 +119,7 @@ def plan(seed: int, duration: float, rabbit_nodes: list[str]) -> list[Fault]:
 class Injector(threading.Thread):
     """Carries out a plan against the copy; `faults` are those actually injected."""
 
-    def __init__(self, stack: Stack, faults: list[Fault], start: float, stop: float):
+    def __init__(self, stack: SystemCopy, faults: list[Fault], start: float, stop: float):
         super().__init__(name="chaos-faults", daemon=True)
         self.stack, self.plan, self.start_time, self.stop_time = stack, faults, start, stop
         self.faults: list[Fault] = []
@@ -342,12 +342,12 @@ def rabbitmqctl(container: str, *args: str) -> str:
                           text=True, check=True, timeout=60).stdout
 
 
-def exit_codes(stack: Stack) -> dict[str, int]:
+def exit_codes(stack: SystemCopy) -> dict[str, int]:
     states = [json.loads(docker("inspect", c))[0] for c in stack.containers()]
     return {state["Name"]: state["State"]["ExitCode"] for state in states}
 
 
-def containers_state(stack: Stack) -> dict[str, tuple[str, int]]:
+def containers_state(stack: SystemCopy) -> dict[str, tuple[str, int]]:
     """Each compose service's and RabbitMQ node's (start time, restart count), by name."""
     found: dict[str, tuple[str, int]] = {}
     ids = {s: stack.container(s) for s in SERVICES}

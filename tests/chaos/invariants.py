@@ -14,7 +14,7 @@ from typing import Any
 
 from tests.chaos.faults import Fault
 from tests.chaos.load import Client, Hot, Sent, fits
-from tests.support import Stack
+from tests.support import SystemCopy
 
 INVARIANTS = {
     1: "every write answered 201/200 is in the database exactly once, as answered",
@@ -48,7 +48,7 @@ class Stored:
     dead_ids: list[str]  # the message ids in .dead queues that are the run's
 
 
-def read_stored(stack: Stack, tag: str, dead_before: dict[str, int]) -> Stored:
+def read_stored(stack: SystemCopy, tag: str, dead_before: dict[str, int]) -> Stored:
     students = {srn: (name, section, rid) for srn, name, section, rid in stack.sql(
         f"SELECT srn, name, section, request_id FROM students WHERE srn LIKE 'C{tag}%'")}
     ledger = {rid: (key, json.loads(reply)) for rid, key, reply in stack.sql(

@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from tests.support import Stack
+from tests.support import SystemCopy
 
 # Writes: their route, and the success status they answer with.
 WRITES = {"insert": 201, "update": 200, "delete": 200, "create_item": 201, "adjust": 200, "order": 201}
@@ -192,7 +192,7 @@ class Hot:
 class Shared:
     """What every client reads and appends to (lists append atomically under the GIL)."""
 
-    stack: Stack
+    stack: SystemCopy
     tag: str
     started: float  # time.monotonic() when the load starts
     deadline: float  # time.monotonic() when the load stops

@@ -35,7 +35,7 @@ from tests.chaos.faults import Injector, containers_state, plan
 from tests.chaos.invariants import REPORTS, check, read_stored, render
 from tests.chaos.load import Client, Hot, Sent, Shared
 from tests.faults.load import settle
-from tests.support import ARTIFACTS, PROJECT, Stack, copy_of_the_system, status_path, unique_srn
+from tests.support import ARTIFACTS, PROJECT, SystemCopy, copy_of_the_system, status_path, unique_srn
 
 NODES = int(os.environ.get("RABBITMQ_NODES") or 1)
 DURATION_S = float(os.environ.get("CHAOS_DURATION") or 160)
@@ -48,11 +48,11 @@ MAY_FAIL_TO_INJECT = 0.10
 
 
 @pytest.fixture(scope="module")
-def chaos_stack() -> Iterator[Stack]:
+def chaos_stack() -> Iterator[SystemCopy]:
     yield from copy_of_the_system("chaos", f"{PROJECT}chaos", nodes=NODES)
 
 
-def every_service_answers(stack: Stack) -> str:
+def every_service_answers(stack: SystemCopy) -> str:
     """One round trip through every consumer and each queue they serve: '' or what did not answer."""
     base, srn = stack.base_url, unique_srn("P")
     steps: list[tuple[str, str, str, dict[str, Any], int]] = [
@@ -79,7 +79,7 @@ def every_service_answers(stack: Stack) -> str:
     return ""
 
 
-def wait_for_answers(stack: Stack, timeout: float, notes: list[str]) -> float | None:
+def wait_for_answers(stack: SystemCopy, timeout: float, notes: list[str]) -> float | None:
     """Seconds until every service answers, or None if not within `timeout`; what failed goes in `notes`."""
     started = time.monotonic()
     failures: list[str] = []
@@ -117,7 +117,7 @@ def faults_not_carried_out(injector: Injector) -> list[str]:
     return problems
 
 
-def test_chaos(chaos_stack: Stack) -> None:
+def test_chaos(chaos_stack: SystemCopy) -> None:
     stack = chaos_stack
     seed = int(os.environ.get("CHAOS_SEED") or secrets.randbelow(10**6))
     print(f"\nchaos seed {seed} (CHAOS_SEED={seed} replays it), {DURATION_S:g} s, {CLIENTS} clients, "

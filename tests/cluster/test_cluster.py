@@ -20,7 +20,7 @@ from scripts.stack import Node
 from tests.faults.load import TABLES, Load, Table, account, settle
 from tests.support import (
     PROJECT,
-    Stack,
+    SystemCopy,
     copy_of_the_system,
     cut_node,
     docker,
@@ -34,7 +34,7 @@ QUEUES = ("health_check", "insert_record", "delete_record", "read_database", "re
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Stack]:
+def cluster() -> Iterator[SystemCopy]:
     yield from copy_of_the_system("cluster", f"{PROJECT}cluster", nodes=NODES)
 
 
@@ -44,21 +44,21 @@ def record(table: Table) -> Table:
     return table
 
 
-def running_nodes(stack: Stack) -> set[str]:
+def running_nodes(stack: SystemCopy) -> set[str]:
     return set(json.loads(stack.rabbitmqctl("cluster_status", "--formatter", "json"))["running_nodes"])
 
 
-def queue_column(stack: Stack, column: str) -> dict[str, str]:
+def queue_column(stack: SystemCopy, column: str) -> dict[str, str]:
     """One column of list_queues (leader, members, ...) by queue name."""
     out = stack.rabbitmqctl("list_queues", "name", column, "--no-table-headers")
     return {line.split("\t")[0]: line.split("\t")[1] for line in out.splitlines() if line}
 
 
-def node_named(stack: Stack, name: str) -> Node:
+def node_named(stack: SystemCopy, name: str) -> Node:
     return next(node for node in stack.nodes() if node.name == name)
 
 
-def rejoined(stack: Stack, node: Node) -> bool:
+def rejoined(stack: SystemCopy, node: Node) -> bool:
     """The node runs in the cluster again, and is an online member of every queue.
 
     While the node rejoins, list_queues can answer without some queues (their
@@ -68,7 +68,7 @@ def rejoined(stack: Stack, node: Node) -> bool:
     return node.name in running_nodes(stack) and all(node.name in online.get(q, "") for q in QUEUES)
 
 
-def handled(stack: Stack, container: str, queue: str) -> float:
+def handled(stack: SystemCopy, container: str, queue: str) -> float:
     """Messages one consumer instance has handled from `queue`, from its own metrics."""
     script = ("import urllib.request; print(urllib.request.urlopen("
               "'http://127.0.0.1:9100/metrics', timeout=10).read().decode())")
@@ -97,7 +97,7 @@ class Cut:
         return self.last_503_s - min(self.answers_503, default=0.0)
 
 
-def cut_off_under_load(cluster: Stack, node: Node, role: str, hold_s: float = 20) -> Cut:
+def cut_off_under_load(cluster: SystemCopy, node: Node, role: str, hold_s: float = 20) -> Cut:
     """`node` taken off the RabbitMQ network (alive, silent) for `hold_s` under 8 clients'
     inserts, then back; every request without a confirmation retried with its own id."""
     clients_on_it = sum(1 for c in cluster.management("connections") if c["node"] == node.name)
@@ -136,7 +136,7 @@ def assert_one_outcome_each(cut: Cut) -> None:
     assert [s for s in cut.load.sent if s.status not in (201, 202)] == [], cut.table.row()
 
 
-def test_every_queue_is_replicated_on_every_node(cluster: Stack) -> None:
+def test_every_queue_is_replicated_on_every_node(cluster: SystemCopy) -> None:
     names = {node.name for node in cluster.nodes()}
     assert len(names) == NODES and running_nodes(cluster) == names
     members = queue_column(cluster, "members")
@@ -144,7 +144,7 @@ def test_every_queue_is_replicated_on_every_node(cluster: Stack) -> None:
         assert {m.strip() for m in members[queue].strip("[]").split(",")} == names, (queue, members[queue])
 
 
-def test_cutting_off_the_node_that_leads_insert_record(cluster: Stack) -> None:
+def test_cutting_off_the_node_that_leads_insert_record(cluster: SystemCopy) -> None:
     """The leader goes silent for 20 s: 503s for a while, then the majority serves; the node is
     a member again within 60 s of the heal, with nothing restarted.
 
@@ -159,7 +159,7 @@ def test_cutting_off_the_node_that_leads_insert_record(cluster: Stack) -> None:
     assert cut.rejoined_s <= 60, cut.table.row()
 
 
-def test_scaled_consumers_compete_and_write_once(cluster: Stack) -> None:
+def test_scaled_consumers_compete_and_write_once(cluster: SystemCopy) -> None:
     services = ("consumer_two", "consumer_four")
     up = ("up", "--detach", "--no-deps", "--no-recreate")  # the running instances stay as they are
     cluster.compose_with({}, *up, "--scale", "consumer_two=3", "--scale", "consumer_four=2", *services)
@@ -198,7 +198,7 @@ def test_scaled_consumers_compete_and_write_once(cluster: Stack) -> None:
         cluster.compose_with({}, *up, "--scale", "consumer_two=1", "--scale", "consumer_four=1", *services)
 
 
-def test_killing_the_node_that_leads_insert_record_loses_nothing(cluster: Stack) -> None:
+def test_killing_the_node_that_leads_insert_record_loses_nothing(cluster: SystemCopy) -> None:
     leader = node_named(cluster, queue_column(cluster, "leader")["insert_record"])
     clients_on_it = sum(1 for c in cluster.management("connections") if c["node"] == leader.name)
     restarts = restart_counts(cluster)
@@ -226,7 +226,7 @@ def test_killing_the_node_that_leads_insert_record_loses_nothing(cluster: Stack)
     assert restart_counts(cluster) == restarts, "a compose container was restarted"
 
 
-def test_cutting_off_a_follower_no_client_uses(cluster: Stack) -> None:
+def test_cutting_off_a_follower_no_client_uses(cluster: SystemCopy) -> None:
     """A node that leads no insert_record and serves no client goes silent: no 503, or under 2 s."""
     used = {c["node"] for c in wait_until(lambda: cluster.management("connections"), timeout=60)}
     leader = queue_column(cluster, "leader")["insert_record"]
@@ -238,7 +238,7 @@ def test_cutting_off_a_follower_no_client_uses(cluster: Stack) -> None:
     assert cut.rejoined_s <= 60, cut.table.row()
 
 
-def test_stopping_a_node_no_client_uses_is_not_an_error(cluster: Stack) -> None:
+def test_stopping_a_node_no_client_uses_is_not_an_error(cluster: SystemCopy) -> None:
     # The management API (node 1's) may still be starting after the test before.
     used = {c["node"] for c in wait_until(lambda: cluster.management("connections"), timeout=60)}
     idle = [node for node in cluster.nodes() if node.name not in used]

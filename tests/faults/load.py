@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import requests
 
-from tests.support import Stack, wait_until
+from tests.support import SystemCopy, wait_until
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Sent:
 class Load:
     """`count` inserts from `clients` threads against the producer; stops by itself."""
 
-    stack: Stack
+    stack: SystemCopy
     count: int
     clients: int = 16
     client_timeout_s: float = 30.0
@@ -92,7 +92,7 @@ TABLES: list[Table] = []
 OTHER_REPORTS: list[str] = []
 
 
-def settle(stack: Stack, timeout: float = 180) -> None:
+def settle(stack: SystemCopy, timeout: float = 180) -> None:
     """Wait until no work queue holds a message any more: the system has finished its work."""
     def idle() -> bool:
         return all(n == 0 for name, n in stack.queue_depths().items() if not name.endswith(".dead"))
@@ -122,7 +122,7 @@ class Table:
                 f"| {self.present_but_503} | {self.slowest_s:.1f} |")
 
 
-def account(stack: Stack, load: Load, fault: str) -> Table:
+def account(stack: SystemCopy, load: Load, fault: str) -> Table:
     """What the database holds for each request of the load."""
     prefix = load.sent[0].srn[:-6]
     rows = stack.sql(f"SELECT srn, request_id FROM students WHERE srn LIKE '{prefix}%'")

@@ -20,7 +20,7 @@ import requests
 from scripts.stack import amqp_login
 from tests.faults.load import OTHER_REPORTS, TABLES, Load, Table, account, settle
 from tests.support import (
-    Stack,
+    SystemCopy,
     cut_broker_path,
     docker,
     every_consumer_answers,
@@ -50,13 +50,13 @@ def assert_nothing_lost(table: Table, *, every_request_answered: bool = True) ->
 
 
 @pytest.fixture
-def no_restarts(stack: Stack) -> Iterator[None]:
+def no_restarts(stack: SystemCopy) -> Iterator[None]:
     before = restart_counts(stack)
     yield
     assert restart_counts(stack) == before, "a container was restarted"
 
 
-def test_consumer_two_killed_mid_load(stack: Stack) -> None:
+def test_consumer_two_killed_mid_load(stack: SystemCopy) -> None:
     load = Load(stack, count=5000, clients=16)
     running = load.start()
     load.wait_for(1000)
@@ -72,7 +72,7 @@ def test_consumer_two_killed_mid_load(stack: Stack) -> None:
 
 
 @pytest.mark.usefixtures("no_restarts")
-def test_rabbitmq_restarted_mid_load(stack: Stack) -> None:
+def test_rabbitmq_restarted_mid_load(stack: SystemCopy) -> None:
     load = Load(stack, count=2000, clients=16)
     running = load.start()
     load.wait_for(500)
@@ -98,7 +98,7 @@ def test_rabbitmq_restarted_mid_load(stack: Stack) -> None:
 
 
 @pytest.mark.usefixtures("no_restarts")
-def test_database_paused_under_load(stack: Stack) -> None:
+def test_database_paused_under_load(stack: SystemCopy) -> None:
     dead_before = stack.queue_depth("insert_record.dead")
     load = Load(stack, count=1500, clients=16)
     running = load.start()
@@ -121,7 +121,7 @@ def test_database_paused_under_load(stack: Stack) -> None:
 
 
 @pytest.mark.usefixtures("no_restarts")
-def test_malformed_messages_are_dead_lettered_while_serving(stack: Stack) -> None:
+def test_malformed_messages_are_dead_lettered_while_serving(stack: SystemCopy) -> None:
     before = {q: stack.queue_depth(f"{q}.dead") for q in QUEUES}
     variants: list[tuple[bytes, str | None, bool]] = [  # body, content type, with a message id
         (b"{not json", "application/json", True),
@@ -165,7 +165,7 @@ def test_malformed_messages_are_dead_lettered_while_serving(stack: Stack) -> Non
 
 
 @pytest.mark.usefixtures("no_restarts")
-def test_rabbitmq_paused_under_load(stack: Stack) -> None:
+def test_rabbitmq_paused_under_load(stack: SystemCopy) -> None:
     timeout_s = float(stack.values["REQUEST_TIMEOUT_S"])
     load = Load(stack, count=1500, clients=16)
     running = load.start()
@@ -184,7 +184,7 @@ def test_rabbitmq_paused_under_load(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("service", ["producer", "consumer_two"])
-def test_a_service_cut_off_from_rabbitmq_alone_under_load(stack: Stack, service: str,
+def test_a_service_cut_off_from_rabbitmq_alone_under_load(stack: SystemCopy, service: str,
                                                           no_restarts: None) -> None:
     """The path from `service` to RabbitMQ goes silent for 15 s (its packets dropped, MySQL still
     reachable): requests wait no longer than their timeout, nothing confirmed is lost or done
@@ -211,7 +211,7 @@ def test_a_service_cut_off_from_rabbitmq_alone_under_load(stack: Stack, service:
     assert [s for s in load.sent if s.status not in (201, 202)] == []
 
 
-def test_a_message_redelivered_after_commit_writes_once(stack: Stack) -> None:
+def test_a_message_redelivered_after_commit_writes_once(stack: SystemCopy) -> None:
     srn = unique_srn("X")
     with stack.amqp_channel() as channel:
         for _ in range(2):  # what a redelivery after a crash between commit and ack looks like
@@ -229,7 +229,7 @@ def test_a_message_redelivered_after_commit_writes_once(stack: Stack) -> None:
     assert (rows, ledger) == ("1", "1")
 
 
-def test_sigterm_under_load_then_down_and_up(stack: Stack) -> None:
+def test_sigterm_under_load_then_down_and_up(stack: SystemCopy) -> None:
     load = Load(stack, count=2000, clients=16)
     running = load.start()
     load.wait_for(300)
@@ -239,8 +239,8 @@ def test_sigterm_under_load_then_down_and_up(stack: Stack) -> None:
     states = [json.loads(docker("inspect", c))[0] for c in stack.containers()]
     codes = {state["Name"]: state["State"]["ExitCode"] for state in states}
     running.result(timeout=900)
-    stack.stack("down")
-    stack.stack("up")
+    stack.run_script("down")
+    stack.run_script("up")
     settle(stack)
     table = record(account(stack, load, f"SIGTERM to all (stopped in {stopped_in:.1f} s), down, up"))
     assert not [name for name, code in codes.items() if code == 137], codes  # none had to be killed

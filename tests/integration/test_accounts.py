@@ -17,7 +17,7 @@ import pika.exceptions
 import pytest
 
 from common import accounts, topology
-from tests.support import Stack, docker
+from tests.support import SystemCopy, docker
 
 ACCESS_REFUSED = 403
 TABLE_DENIED, COLUMN_DENIED, LOGIN_DENIED = 1142, 1143, 1045
@@ -82,7 +82,8 @@ print(json.dumps(codes))
 """
 
 
-def try_sql(stack: Stack, service: str, statements: list[str], *, env: dict[str, str] | None = None) -> Any:
+def try_sql(stack: SystemCopy, service: str, statements: list[str], *,
+            env: dict[str, str] | None = None) -> Any:
     names = [arg for key in (env or {}) for arg in ("--env", key)]  # values from this process, not argv
     out = subprocess.run(["docker", "exec", *names, stack.container(service), "python", "-c", TRY_SQL,
                           json.dumps(statements)], capture_output=True, text=True, check=True,
@@ -95,13 +96,13 @@ LEDGER_CHANGES = {"DELETE FROM requests": TABLE_DENIED, "UPDATE requests SET rep
 
 
 @pytest.mark.parametrize("service", sorted(FORBIDDEN_SQL))
-def test_each_database_account_is_refused_everything_beyond_its_job(stack: Stack, service: str) -> None:
+def test_each_database_account_is_refused_everything_beyond_its_job(stack: SystemCopy, service: str) -> None:
     ledger = {} if service == "consumer_three" else LEDGER_CHANGES
     forbidden = {**NOBODY_MAY, **ledger, **FORBIDDEN_SQL[service]}
     assert try_sql(stack, service, list(forbidden)) == forbidden
 
 
-def test_every_database_service_has_its_own_account(stack: Stack) -> None:
+def test_every_database_service_has_its_own_account(stack: SystemCopy) -> None:
     seen = {}
     for service in (*accounts.DATABASE_SERVICES, accounts.PRODUCER, "consumer_one"):
         env = dict(line.split("=", 1) for line in json.loads(
@@ -114,7 +115,7 @@ def test_every_database_service_has_its_own_account(stack: Stack) -> None:
         sorted([service, "%"] for service in accounts.DATABASE_SERVICES)
 
 
-def test_root_cannot_log_in_from_the_network(stack: Stack) -> None:
+def test_root_cannot_log_in_from_the_network(stack: SystemCopy) -> None:
     tried = try_sql(stack, "consumer_four", ["SELECT 1"], env={
         "TRY_AS_USER": "root", "TRY_AS_PASSWORD": stack.values["MYSQL_ROOT_PASSWORD"]})
     assert tried == {"login": LOGIN_DENIED}
@@ -123,7 +124,7 @@ def test_root_cannot_log_in_from_the_network(stack: Stack) -> None:
 
 # ---- RabbitMQ --------------------------------------------------------------------
 
-def refused(stack: Stack, service: str, operation: Callable[[Any], Any]) -> int:
+def refused(stack: SystemCopy, service: str, operation: Callable[[Any], Any]) -> int:
     """The reply code of `operation` on a fresh channel of `service`'s own connection (0: allowed)."""
     credentials = pika.PlainCredentials(service, stack.values[accounts.password_setting(service)])
     connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", stack.amqp_port,
@@ -159,7 +160,7 @@ AMQP_FORBIDDEN_TO_ALL = {
 
 
 @pytest.mark.parametrize("service", [s for s in accounts.SERVICES if s != accounts.OPERATOR])
-def test_each_broker_account_is_refused_everything_beyond_its_job(stack: Stack, service: str) -> None:
+def test_each_broker_account_is_refused_everything_beyond_its_job(stack: SystemCopy, service: str) -> None:
     forbidden = dict(AMQP_FORBIDDEN_TO_ALL)
     queues = topology.keys_of(service)
     others = [key for key in topology.ROUTING_KEYS if key not in queues]
@@ -174,7 +175,7 @@ def test_each_broker_account_is_refused_everything_beyond_its_job(stack: Stack, 
     assert codes == dict.fromkeys(forbidden, ACCESS_REFUSED)
 
 
-def test_the_operator_may_touch_only_the_contract_s_names(stack: Stack) -> None:
+def test_the_operator_may_touch_only_the_contract_s_names(stack: SystemCopy) -> None:
     codes = {what: refused(stack, accounts.OPERATOR, operation) for what, operation in {
         "declare another queue": lambda channel: channel.queue_declare("sneaky", durable=True),
         "declare another exchange": lambda channel: channel.exchange_declare("sneaky", "direct"),
@@ -182,7 +183,7 @@ def test_the_operator_may_touch_only_the_contract_s_names(stack: Stack) -> None:
     assert codes == dict.fromkeys(codes, ACCESS_REFUSED)
 
 
-def test_the_migrations_run_as_their_own_account_which_owns_only_the_database(stack: Stack) -> None:
+def test_the_migrations_run_as_their_own_account_which_owns_only_the_database(stack: SystemCopy) -> None:
     grantee = "\"'migrate'@'%'\""
     database = stack.values["MYSQL_DATABASE"]
     globally = stack.sql(

@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from tests.support import CONSUMERS, ROUTING_KEYS, Stack, json_of, unique_srn
+from tests.support import CONSUMERS, ROUTING_KEYS, SystemCopy, json_of, unique_srn
 
 # migrate and topology are one-shot jobs: they end with exit code 0.
 JOBS = {"migrate", "topology"}
@@ -22,7 +22,7 @@ def inspect(container: str) -> dict[str, Any]:
     return dict(json.loads(result.stdout)[0])
 
 
-def test_every_container_is_up_and_healthy(stack: Stack) -> None:
+def test_every_container_is_up_and_healthy(stack: SystemCopy) -> None:
     seen = {}
     for container in stack.containers():
         info = inspect(container)
@@ -35,7 +35,7 @@ def test_every_container_is_up_and_healthy(stack: Stack) -> None:
     assert inspect(stack.values["RABBITMQ_CONTAINER"])["State"]["Running"]
 
 
-def test_two_networks_and_the_gateway_path(stack: Stack) -> None:
+def test_two_networks_and_the_gateway_path(stack: SystemCopy) -> None:
     rabbit_net = stack.values["RABBITMQ_NETWORK"]
     rabbit = inspect(stack.values["RABBITMQ_CONTAINER"])
     assert set(rabbit["NetworkSettings"]["Networks"]) == {rabbit_net}
@@ -56,7 +56,7 @@ def test_two_networks_and_the_gateway_path(stack: Stack) -> None:
     assert {"producer", *CONSUMERS} <= names
 
 
-def test_exchange_queues_and_bindings_as_rabbitmq_reports_them(stack: Stack) -> None:
+def test_exchange_queues_and_bindings_as_rabbitmq_reports_them(stack: SystemCopy) -> None:
     exchange = stack.management("exchanges/%2F/microservices")
     assert (exchange["type"], exchange["durable"]) == ("direct", True)
     bindings = {(b["destination"], b["routing_key"])

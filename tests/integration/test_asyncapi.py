@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.support import ROOT, ROUTING_KEYS, Stack, status_path, unique_srn
+from tests.support import ROOT, ROUTING_KEYS, SystemCopy, status_path, unique_srn
 
 DOCUMENT = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text(encoding="utf-8"))
 REGISTRY = Registry().with_resource(
@@ -32,7 +32,7 @@ def validator(channel: str) -> Draft202012Validator:
 
 
 @pytest.fixture
-def channel(stack: Stack) -> Iterator[Any]:
+def channel(stack: SystemCopy) -> Iterator[Any]:
     with stack.amqp_channel() as opened:
         yield opened
 
@@ -49,7 +49,7 @@ def drain(channel: Any, queue: str, expected: int, timeout: float = 15) -> list[
     return got
 
 
-def test_document_names_the_real_topology(stack: Stack) -> None:
+def test_document_names_the_real_topology(stack: SystemCopy) -> None:
     for key in ROUTING_KEYS:
         binding = DOCUMENT["channels"][key]["bindings"]["amqp"]["exchange"]
         assert (binding["name"], binding["type"]) == ("microservices", "direct")
@@ -57,7 +57,7 @@ def test_document_names_the_real_topology(stack: Stack) -> None:
     assert bound == set(ROUTING_KEYS)
 
 
-def test_captured_requests_match_the_document(stack: Stack, channel: Any) -> None:
+def test_captured_requests_match_the_document(stack: SystemCopy, channel: Any) -> None:
     tap = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
     for key in ROUTING_KEYS:
         channel.queue_bind(tap, "microservices", key)
@@ -96,7 +96,7 @@ def test_captured_requests_match_the_document(stack: Stack, channel: Any) -> Non
         assert props.reply_to.startswith("amq.rabbitmq.reply-to.")
 
 
-def test_real_replies_match_the_document(stack: Stack, channel: Any) -> None:
+def test_real_replies_match_the_document(stack: SystemCopy, channel: Any) -> None:
     replies = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
     srn = unique_srn("Z")
     requests_sent = {

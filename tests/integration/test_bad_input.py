@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from tests.support import Stack, json_of, unique_srn
+from tests.support import SystemCopy, json_of, unique_srn
 
 Api = Callable[..., requests.Response]
 INJECTIONS = ["x'); DROP TABLE students; --", "\" OR \"1\"=\"1", "%' UNION SELECT * FROM requests #",
@@ -39,14 +39,15 @@ def test_unicode_is_kept(api: Api) -> None:
     {"Name": None, "SRN": "S", "Section": "A"},
     {"Name": True, "SRN": "S", "Section": "A"},
 ])
-def test_nested_or_typed_values_are_invalid_records(stack: Stack, api: Api, body: dict[str, object]) -> None:
+def test_nested_or_typed_values_are_invalid_records(stack: SystemCopy, api: Api,
+                                                    body: dict[str, object]) -> None:
     before = stack.snapshot()
     response = api("POST", "/insert_record", json=body)
     assert response.status_code == 400 and json_of(response)["error"] == "invalid_record"
     assert stack.snapshot() == before
 
 
-def raw_request(stack: Stack, head: bytes) -> bytes:
+def raw_request(stack: SystemCopy, head: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", int(stack.values["PRODUCER_PORT"])), timeout=10) as sock:
         sock.sendall(head)
         chunks = []
@@ -55,7 +56,7 @@ def raw_request(stack: Stack, head: bytes) -> bytes:
         return b"".join(chunks)
 
 
-def test_request_id_with_a_line_break_is_never_echoed(stack: Stack) -> None:
+def test_request_id_with_a_line_break_is_never_echoed(stack: SystemCopy) -> None:
     answer = raw_request(stack, b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                                 b"X-Request-ID: abc\rInjected: yes\r\n\r\n")
     status = int(answer.split(b" ", 2)[1])
@@ -63,7 +64,7 @@ def test_request_id_with_a_line_break_is_never_echoed(stack: Stack) -> None:
     assert b"Injected" not in answer
 
 
-def test_oversized_header_is_a_4xx(stack: Stack) -> None:
+def test_oversized_header_is_a_4xx(stack: SystemCopy) -> None:
     answer = raw_request(stack, b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                                 b"X-Big: " + b"a" * 20000 + b"\r\n\r\n")
     assert 400 <= int(answer.split(b" ", 2)[1]) < 500

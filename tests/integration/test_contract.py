@@ -12,7 +12,7 @@ import pika
 import pytest
 import requests
 
-from tests.support import HEARTBEAT_S, Stack, check_refusal, docker, json_of, unique_srn, wait_until
+from tests.support import HEARTBEAT_S, SystemCopy, check_refusal, docker, json_of, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
 BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
@@ -43,12 +43,12 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
 @pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), BAD_REQUESTS,
                          ids=[f"{c[1]}-{c[4]}-{i}" for i, c in enumerate(BAD_REQUESTS)])
 def test_every_refusal_is_json_and_changes_nothing(
-    stack: Stack, api: Api, method: str, path: str, kwargs: dict[str, Any], status: int, code: str
+    stack: SystemCopy, api: Api, method: str, path: str, kwargs: dict[str, Any], status: int, code: str
 ) -> None:
     check_refusal(stack, lambda: api(method, path, **kwargs), status, code)
 
 
-def test_duplicate_srn_is_409_and_keeps_the_first_record(stack: Stack, api: Api) -> None:
+def test_duplicate_srn_is_409_and_keeps_the_first_record(stack: SystemCopy, api: Api) -> None:
     srn = unique_srn("D")
     first = api("POST", "/insert_record", json={"Name": "First", "SRN": srn, "Section": "A"})
     assert first.status_code == 201
@@ -58,7 +58,7 @@ def test_duplicate_srn_is_409_and_keeps_the_first_record(stack: Stack, api: Api)
     assert stack.snapshot()[0] == before
 
 
-def test_request_id_follows_the_request_and_a_retry_is_done_once(stack: Stack, api: Api) -> None:
+def test_request_id_follows_the_request_and_a_retry_is_done_once(stack: SystemCopy, api: Api) -> None:
     srn, request_id = unique_srn("I"), f"retry-{unique_srn()}"
     record = {"Name": "Retried", "SRN": srn, "Section": "A"}
     first = api("POST", "/insert_record", json=record, headers={"X-Request-ID": request_id})
@@ -83,7 +83,8 @@ def test_request_id_follows_the_request_and_a_retry_is_done_once(stack: Stack, a
     assert request_id in producer_logs and request_id in consumer_logs
 
 
-def test_a_malformed_message_is_dead_lettered_and_the_consumer_keeps_serving(stack: Stack, api: Api) -> None:
+def test_a_malformed_message_is_dead_lettered_and_the_consumer_keeps_serving(stack: SystemCopy,
+                                                                            api: Api) -> None:
     poison = [
         (b"{not json", "application/json"),
         (json.dumps({"Name": 1, "SRN": [], "Section": None}).encode(), "application/json"),

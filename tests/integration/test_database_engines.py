@@ -10,7 +10,7 @@ import pytest
 
 from scripts.stack import ENGINE_FILE, Engine
 from scripts.stack import Stack as Script
-from tests.support import ARTIFACTS, PROJECT, ROOT, Stack, docker, stack_values
+from tests.support import ARTIFACTS, PROJECT, ROOT, SystemCopy, docker, stack_values
 
 
 @pytest.fixture
@@ -90,6 +90,6 @@ def test_make_up_refuses_a_password_the_database_image_would_paste_into_broken_s
     assert "it's-a-secret" not in result.stdout + result.stderr  # a refusal never prints the secret
 
 
-def test_the_database_keeps_no_binary_log_by_default(stack: Stack) -> None:
+def test_the_database_keeps_no_binary_log_by_default(stack: SystemCopy) -> None:
     """MYSQL_SERVER_OPTION's default: a second fsync per commit only for backups nobody makes."""
     assert stack.sql("SELECT @@log_bin") == [["0"]]

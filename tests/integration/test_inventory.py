@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from common.models import ORDER
-from tests.support import Stack, check_refusal, docker, json_of, status_path, unique_srn, wait_until
+from tests.support import SystemCopy, check_refusal, docker, json_of, status_path, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
 JSON_TYPE = {"Content-Type": "application/json"}
@@ -56,7 +56,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
 @pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), BAD_REQUESTS,
                          ids=[f"{c[1]}-{c[4]}-{i}" for i, c in enumerate(BAD_REQUESTS)])
 def test_every_refusal_is_json_and_changes_nothing(
-    stack: Stack, api: Api, method: str, path: str, kwargs: dict[str, Any], status: int, code: str
+    stack: SystemCopy, api: Api, method: str, path: str, kwargs: dict[str, Any], status: int, code: str
 ) -> None:
     body = check_refusal(stack, lambda: api(method, path, **kwargs), status, code)
     if code.startswith("invalid_") and code != "invalid_parameter":
@@ -70,12 +70,12 @@ def new_item(api: Api, quantity: int, prefix: str = "K") -> str:
     return sku
 
 
-def stock_of(stack: Stack, sku: str) -> int:
+def stock_of(stack: SystemCopy, sku: str) -> int:
     [[quantity]] = stack.sql(f"SELECT quantity FROM items WHERE sku = '{sku}'")
     return int(quantity)
 
 
-def test_an_item_is_created_listed_and_its_stock_changed(stack: Stack, api: Api) -> None:
+def test_an_item_is_created_listed_and_its_stock_changed(stack: SystemCopy, api: Api) -> None:
     sku = unique_srn("K")
     created = api("POST", "/items", json={"sku": f"  {sku.lower()} ", "name": "Blue pen"})
     assert created.status_code == 201
@@ -107,7 +107,7 @@ def test_an_item_is_created_listed_and_its_stock_changed(stack: Stack, api: Api)
     assert missing.status_code == 404 and json_of(missing)["error"] == "not_found"
 
 
-def test_an_order_takes_its_stock_in_the_same_transaction(stack: Stack, api: Api) -> None:
+def test_an_order_takes_its_stock_in_the_same_transaction(stack: SystemCopy, api: Api) -> None:
     sku = new_item(api, quantity=3)
     placed = api("POST", "/orders", json={"SKU": sku.lower(), "Quantity": 2})
     assert placed.status_code == 201, placed.text
@@ -135,7 +135,7 @@ def test_an_order_takes_its_stock_in_the_same_transaction(stack: Stack, api: Api
     assert ids == sorted(ids)
 
 
-def test_a_retried_order_is_placed_once_and_its_answer_is_stored(stack: Stack, api: Api) -> None:
+def test_a_retried_order_is_placed_once_and_its_answer_is_stored(stack: SystemCopy, api: Api) -> None:
     sku = new_item(api, quantity=10)
     request_id = f"order-{unique_srn()}"
     first = api("POST", "/orders", json={"SKU": sku, "Quantity": 4}, headers={"X-Request-ID": request_id})
@@ -160,7 +160,7 @@ def test_a_retried_order_is_placed_once_and_its_answer_is_stored(stack: Stack, a
     ("place_order", {"Quantity": 2}),
     ("adjust_stock", {"Delta": -2}),
 ])
-def test_a_redelivered_message_acts_once(stack: Stack, api: Api, routing_key: str,
+def test_a_redelivered_message_acts_once(stack: SystemCopy, api: Api, routing_key: str,
                                          payload: dict[str, Any]) -> None:
     """The same message twice, as RabbitMQ redelivers it after a consumer dies before its ack."""
     sku = new_item(api, quantity=10)
@@ -187,7 +187,7 @@ ORDERS, STOCK = 200, 50
 Answer = tuple[str, int, Any]  # request id, HTTP status, body
 
 
-def order_burst(stack: Stack, sku: str, during: Callable[[], None] | None = None) -> list[Answer]:
+def order_burst(stack: SystemCopy, sku: str, during: Callable[[], None] | None = None) -> list[Answer]:
     """ORDERS concurrent orders of one unit; `during` runs once the burst is under way."""
     started: list[int] = []  # list.append is atomic across threads
 
@@ -207,7 +207,7 @@ def order_burst(stack: Stack, sku: str, during: Callable[[], None] | None = None
         return [future.result() for future in futures]
 
 
-def settled_orders(stack: Stack, sku: str) -> set[str]:
+def settled_orders(stack: SystemCopy, sku: str) -> set[str]:
     """The request ids of the item's orders, once nothing is left on the queue."""
     wait_until(lambda: stack.queue_depth("place_order") == 0, timeout=60)
     return {request_id for [request_id] in stack.sql(f"SELECT request_id FROM orders WHERE sku = '{sku}'")}
@@ -219,7 +219,7 @@ def finished(api: Api, path: str) -> requests.Response | None:
     return None if response.status_code == 404 else response
 
 
-def check_never_oversold(stack: Stack, api: Api, sku: str, answers: list[Answer]) -> Counter[int]:
+def check_never_oversold(stack: SystemCopy, api: Api, sku: str, answers: list[Answer]) -> Counter[int]:
     statuses = Counter(status for _, status, _ in answers)
     placed = settled_orders(stack, sku)
     assert len(placed) == STOCK and stock_of(stack, sku) == 0, statuses
@@ -240,7 +240,7 @@ Scale = Callable[[int], list[str]]
 
 
 @pytest.fixture
-def scale_orders(stack: Stack) -> Iterator[Scale]:
+def scale_orders(stack: SystemCopy) -> Iterator[Scale]:
     """Run `n` inventory_orders instances (their containers); back to one afterwards."""
     def scale(n: int) -> list[str]:
         stack.compose_with({}, "up", "-d", "--no-deps", "--no-recreate", "--scale",
@@ -255,7 +255,7 @@ def scale_orders(stack: Stack) -> Iterator[Scale]:
 
 
 @pytest.mark.parametrize("consumers", [1, 3])
-def test_200_concurrent_orders_for_50_in_stock(stack: Stack, api: Api,
+def test_200_concurrent_orders_for_50_in_stock(stack: SystemCopy, api: Api,
                                                scale_orders: Scale, consumers: int) -> None:
     scale_orders(consumers)
     sku = new_item(api, quantity=STOCK, prefix="C")
@@ -264,7 +264,7 @@ def test_200_concurrent_orders_for_50_in_stock(stack: Stack, api: Api,
     print(f"\n{consumers} orders consumer(s): {dict(statuses)}, final stock {stock_of(stack, sku)}")
 
 
-def test_200_concurrent_orders_with_an_order_consumer_killed(stack: Stack, api: Api,
+def test_200_concurrent_orders_with_an_order_consumer_killed(stack: SystemCopy, api: Api,
                                                              scale_orders: Scale) -> None:
     victim = scale_orders(3)[0]
     sku = new_item(api, quantity=STOCK, prefix="C")

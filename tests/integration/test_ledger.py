@@ -9,19 +9,20 @@ from collections.abc import Callable
 import requests
 
 from common.consumer import LEDGER_PRUNE_BATCH
-from tests.support import Stack, json_of, status_path, unique_srn, wait_until
+from tests.support import SystemCopy, json_of, status_path, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
 # The test copy's consumer_three looks for expired entries every LEDGER_PRUNE_INTERVAL_S (2 s).
 PRUNED_WITHIN_S = 30
 
 
-def stored_replies(stack: Stack, request_ids: list[str]) -> dict[str, str]:
+def stored_replies(stack: SystemCopy, request_ids: list[str]) -> dict[str, str]:
     names = ", ".join(f"'{request_id}'" for request_id in request_ids)
     return dict(stack.sql(f"SELECT request_id, reply FROM requests WHERE request_id IN ({names})"))
 
 
-def test_a_delete_erases_the_student_s_data_from_every_answer_the_ledger_kept(stack: Stack, api: Api) -> None:
+def test_a_delete_erases_the_student_s_data_from_every_answer_the_ledger_kept(stack: SystemCopy,
+                                                                              api: Api) -> None:
     srn, tag = unique_srn("E"), unique_srn()
     record = {"Name": "Erasable Person", "SRN": srn, "Section": "A"}
     ids = {step: f"{step}-{tag}" for step in ("insert", "update", "again", "delete")}
@@ -55,7 +56,7 @@ def test_a_delete_erases_the_student_s_data_from_every_answer_the_ledger_kept(st
 
 
 def test_entries_older_than_the_retention_are_pruned_and_their_ids_are_new_again(
-        stack: Stack, api: Api) -> None:
+        stack: SystemCopy, api: Api) -> None:
     tag = unique_srn()
     old, recent = f"old-{tag}", f"recent-{tag}"
     first = {"Name": "Expiring", "SRN": unique_srn("X"), "Section": "A"}

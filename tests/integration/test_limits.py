@@ -12,18 +12,18 @@ import requests
 
 from common.topology import DEAD_QUEUE_POLICY, WORK_QUEUE_POLICY, work_queue_policy
 from scripts.stack import ROOT, parse_env_file
-from tests.support import ROUTING_KEYS, Stack, docker, healthy, unique_srn, wait_until
+from tests.support import ROUTING_KEYS, SystemCopy, docker, healthy, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
 
 
-def policy_of_work_queues(stack: Stack) -> dict[str, object]:
+def policy_of_work_queues(stack: SystemCopy) -> dict[str, object]:
     policies = json.loads(stack.rabbitmqctl("list_policies", "--formatter", "json"))
     [ours] = [p for p in policies if p["name"] == WORK_QUEUE_POLICY]
     return dict(ours)
 
 
-def set_max_length(stack: Stack, policy: dict[str, object], length: int) -> None:
+def set_max_length(stack: SystemCopy, policy: dict[str, object], length: int) -> None:
     definition = {**json.loads(str(policy["definition"])), "max-length": length}
     stack.rabbitmqctl("set_policy", "--apply-to", "queues", WORK_QUEUE_POLICY, str(policy["pattern"]),
                       json.dumps(definition))
@@ -33,7 +33,7 @@ def answered(api: Api, location: str) -> bool:
     return api("GET", location).status_code == 201
 
 
-def test_every_work_queue_is_bounded_and_no_dead_letter_queue_is(stack: Stack) -> None:
+def test_every_work_queue_is_bounded_and_no_dead_letter_queue_is(stack: SystemCopy) -> None:
     default = stack.values.get("QUEUE_MAX_LENGTH") or parse_env_file(ROOT / ".env.example")[
         "QUEUE_MAX_LENGTH"]
     policy = policy_of_work_queues(stack)
@@ -49,7 +49,7 @@ def test_every_work_queue_is_bounded_and_no_dead_letter_queue_is(stack: Stack) -
     assert json.loads(str(dead["definition"])) == {"delivery-limit": -1}
 
 
-def test_a_full_queue_answers_503_at_once_and_loses_nothing_it_took(stack: Stack, api: Api) -> None:
+def test_a_full_queue_answers_503_at_once_and_loses_nothing_it_took(stack: SystemCopy, api: Api) -> None:
     """With nobody consuming, inserts are taken (202) until the queue is full; then the next
     is refused at once. A quorum queue notices it is full after the message that fills it,
     so it takes up to one more than its maximum (RabbitMQ's documented overshoot)."""

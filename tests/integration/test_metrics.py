@@ -10,7 +10,7 @@ import pika
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import Stack, json_of, unique_srn, wait_until
+from tests.support import SystemCopy, json_of, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -25,18 +25,18 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def producer_metrics(stack: Stack) -> Samples:
+def producer_metrics(stack: SystemCopy) -> Samples:
     return parse(requests.get(f"{stack.base_url}/metrics", timeout=10).text)
 
 
-def consumer_metrics(stack: Stack, service: str) -> Samples:
+def consumer_metrics(stack: SystemCopy, service: str) -> Samples:
     script = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9100/metrics').read().decode())"
     out = subprocess.run(["docker", "exec", stack.container(service), "python", "-c", script],
                          capture_output=True, text=True, check=True).stdout
     return parse(out)
 
 
-def test_counters_move_by_what_was_done(stack: Stack, api: Api) -> None:
+def test_counters_move_by_what_was_done(stack: SystemCopy, api: Api) -> None:
     producer_before = producer_metrics(stack)
     two_before, one_before = consumer_metrics(stack, "consumer_two"), consumer_metrics(stack, "consumer_one")
 
@@ -80,7 +80,7 @@ def test_counters_move_by_what_was_done(stack: Stack, api: Api) -> None:
         value(two_before, "consumer_handling_seconds_count", queue="insert_record") == 2
 
 
-def test_rabbitmq_serves_prometheus_metrics(stack: Stack) -> None:
+def test_rabbitmq_serves_prometheus_metrics(stack: SystemCopy) -> None:
     port = stack.values["RABBITMQ_PROMETHEUS_PORT"]
     response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     assert response.status_code == 200

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from scripts.stack import Stack as Script
-from tests.support import ARTIFACTS, PROJECT, ROOT, Stack, stack_values, wait_until
+from tests.support import ARTIFACTS, PROJECT, ROOT, SystemCopy, stack_values, wait_until
 
 # The grants as they were when 001 was the newest migration: what a database
 # made then carries. (db/grants.sql grows with the schema; this must not.)
@@ -23,17 +23,17 @@ OLD_ROWS = [["OLD001", "Old One", "A"], ["OLD002", "Old Two", "B"]]
 
 
 @pytest.fixture
-def other_copy() -> Iterator[Stack]:
+def other_copy() -> Iterator[SystemCopy]:
     """A second copy of the system, with its own project, ports and volumes."""
     env_file = ARTIFACTS / "migration.env"
     values = stack_values(ARTIFACTS / "does-not-exist", project=f"{PROJECT}mig")
     env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    copy = Stack(env_file, values)
-    copy.stack("clean", check=False)
+    copy = SystemCopy(env_file, values)
+    copy.run_script("clean", check=False)
     try:
         yield copy
     finally:
-        copy.stack("clean", check=False)
+        copy.run_script("clean", check=False)
         env_file.unlink(missing_ok=True)
 
 
@@ -46,7 +46,7 @@ def readable_copy(files: list[Path], folder: Path) -> Path:
     return folder
 
 
-def test_make_up_migrates_a_database_of_the_previous_schema(other_copy: Stack, tmp_path: Path) -> None:
+def test_make_up_migrates_a_database_of_the_previous_schema(other_copy: SystemCopy, tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     # The images `make up` would choose for this copy: its settings, then the shell's
     # (CI's MariaDB run sets MYSQL_IMAGE), as the script reads them.
@@ -70,7 +70,7 @@ def test_make_up_migrates_a_database_of_the_previous_schema(other_copy: Stack, t
         other_copy.sql(f"INSERT INTO students (srn, name, section, request_id) "
                        f"VALUES ('{srn}', '{name}', '{section}', 'old-{srn}')")
 
-    other_copy.stack("up")  # what a user runs after pulling the new version
+    other_copy.run_script("up")  # what a user runs after pulling the new version
 
     every = sorted(int(path.name[:3]) for path in (ROOT / "db" / "migrations").glob("*.sql"))
     assert other_copy.sql("SELECT version FROM schema_migrations ORDER BY version") == [

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import ARTIFACTS, Stack, free_port, unique_srn
+from tests.support import ARTIFACTS, SystemCopy, free_port, unique_srn
 
 # Debian's chromium, never a browser download; the flags keep it off the network.
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -43,7 +43,7 @@ def last_cell(page: Any, table: str, key: str, text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser_page(stack: Stack) -> Iterator[Any]:
+def browser_page(stack: SystemCopy) -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         needed("the browser test needs Chromium (playwright comes with .venv): "
                "apt-get install chromium, or your system's chromium package")
@@ -150,7 +150,7 @@ def test_an_item_its_stock_and_an_order(browser_page: Any) -> None:
     page.screenshot(path=str(ARTIFACTS / "page-inventory.png"), full_page=True)
 
 
-def test_api_reference_lists_every_operation(browser_page: Any, stack: Stack) -> None:
+def test_api_reference_lists_every_operation(browser_page: Any, stack: SystemCopy) -> None:
     import requests
 
     page = browser_page
@@ -194,7 +194,7 @@ def another_site() -> Iterator[tuple[str, dict[str, bytes]]]:
 
 
 def test_a_page_on_another_site_can_neither_delete_nor_insert(
-        browser_page: Any, stack: Stack, another_site: tuple[str, dict[str, bytes]]) -> None:
+        browser_page: Any, stack: SystemCopy, another_site: tuple[str, dict[str, bytes]]) -> None:
     """What the browser really sends for another site's <img> and auto-submitted form (Fetch
     Metadata, Origin) is refused: the victim's record stays, the forged one is never written."""
     site, pages = another_site

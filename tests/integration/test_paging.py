@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from tests.support import Stack, json_of, restart_counts, unique_srn
+from tests.support import SystemCopy, json_of, restart_counts, unique_srn
 
 Api = Callable[..., requests.Response]
 BROKER_MESSAGE_LIMIT = 16 * 2**20  # RabbitMQ 4's default max_message_size
@@ -49,7 +49,7 @@ def test_a_cursor_walk_returns_every_row_once_in_order(api: Api) -> None:
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=10001", "limit=ten", "limit=", "limit=2.5", "limit=-3",
                                    "after=", "after=not%20an%20srn", "limit=1&limit=2"])
-def test_a_bad_page_is_400_and_changes_nothing(stack: Stack, api: Api, query: str) -> None:
+def test_a_bad_page_is_400_and_changes_nothing(stack: SystemCopy, api: Api, query: str) -> None:
     before = stack.snapshot()
     response = api("GET", f"/read_database?{query}")
     assert response.status_code == 400, response.text
@@ -60,7 +60,7 @@ def test_a_bad_page_is_400_and_changes_nothing(stack: Stack, api: Api, query: st
 
 
 @pytest.fixture
-def big_table(stack: Stack) -> Iterator[int]:
+def big_table(stack: SystemCopy) -> Iterator[int]:
     """Rows enough that the whole table's JSON is larger than one RabbitMQ message may be."""
     rows = 130_000  # about 145 bytes of JSON each: some 18 MiB
     # 0..999,999 from six tables of digits: plain SQL that MySQL 8 and MariaDB both run.
@@ -77,7 +77,7 @@ def big_table(stack: Stack) -> Iterator[int]:
         stack.sql("DELETE FROM students WHERE request_id = 'test-big-table'")
 
 
-def test_an_answer_larger_than_a_broker_message_still_comes_whole(stack: Stack, api: Api,
+def test_an_answer_larger_than_a_broker_message_still_comes_whole(stack: SystemCopy, api: Api,
                                                                    big_table: int) -> None:
     restarts = restart_counts(stack)
     response = api("GET", "/read_database", timeout=120)
@@ -111,7 +111,7 @@ def walk(api: Api, path: str, field: str, by: str, limit: int) -> tuple[list[dic
         assert after == walked[-1][by]
 
 
-def test_items_and_orders_are_walked_by_cursor_like_records(stack: Stack, api: Api) -> None:
+def test_items_and_orders_are_walked_by_cursor_like_records(stack: SystemCopy, api: Api) -> None:
     prefix = unique_srn("PI")
     skus = [f"{prefix}-{i:02d}" for i in range(12)]
     try:
@@ -140,7 +140,8 @@ def test_items_and_orders_are_walked_by_cursor_like_records(stack: Stack, api: A
 @pytest.mark.parametrize("query", ["/items?limit=0", "/items?limit=10001", "/items?after=not%20a%20sku",
                                    "/items?limit=1&limit=2", "/orders?after=x", "/orders?after=-1",
                                    "/orders?limit=ten", "/orders?after="])
-def test_a_bad_page_of_items_or_orders_is_400_and_changes_nothing(stack: Stack, api: Api, query: str) -> None:
+def test_a_bad_page_of_items_or_orders_is_400_and_changes_nothing(stack: SystemCopy, api: Api,
+                                                                  query: str) -> None:
     before = stack.snapshot()
     response = api("GET", query)
     assert response.status_code == 400, response.text

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from producer.openapi import document
-from tests.support import ARTIFACTS, ROOT, Stack
+from tests.support import ARTIFACTS, ROOT, SystemCopy
 
 POSTMAN = ROOT / "postman"
 COLLECTION = POSTMAN / "microservices.postman_collection.json"
@@ -75,7 +75,7 @@ def _ensure_newman() -> None:
     assert NEWMAN.exists(), f"npm ci did not install {NEWMAN.relative_to(ROOT)}"
 
 
-def test_newman_runs_the_collection_without_a_failure(stack: Stack) -> None:
+def test_newman_runs_the_collection_without_a_failure(stack: SystemCopy) -> None:
     _ensure_newman()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(

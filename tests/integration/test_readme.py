@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import Stack, unique_srn
+from tests.support import SystemCopy, unique_srn
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -43,7 +43,7 @@ def shell_with_curl() -> None:
         pytest.skip(what)
 
 
-def run_as_written(command: str, stack: Stack, sku: str = "PEN-BLUE") -> Any:
+def run_as_written(command: str, stack: SystemCopy, sku: str = "PEN-BLUE") -> Any:
     """Run a documented command on the test copy; `sku` stands in for the example's, which
     a test copy that lives on between runs would already have."""
     shell_with_curl()
@@ -54,7 +54,7 @@ def run_as_written(command: str, stack: Stack, sku: str = "PEN-BLUE") -> Any:
     return json.loads(result.stdout)
 
 
-def test_readme_curl_examples(stack: Stack) -> None:
+def test_readme_curl_examples(stack: SystemCopy) -> None:
     commands = commands_in("Using it", "curl ")
     assert len(commands) == 8, commands
     for srn in ("PES1UG21CS001", "PES1UG21CS002"):  # a clean start, so the examples answer as shown
@@ -75,7 +75,7 @@ def test_readme_curl_examples(stack: Stack) -> None:
     assert error["details"] == {"SRN": "required", "Section": "required"}
 
 
-def test_readme_gateway_command(stack: Stack) -> None:
+def test_readme_gateway_command(stack: SystemCopy) -> None:
     [command] = [c for c in commands_in("What `make up` does, by hand", "export RABBITMQ_HOST=", OPERATIONS)]
     inspect = command.removeprefix("export RABBITMQ_HOST=").strip("$()").replace(
         "rabbitmq_net", stack.values["RABBITMQ_NETWORK"])
@@ -88,7 +88,7 @@ def test_readme_gateway_command(stack: Stack) -> None:
     assert f"RABBITMQ_HOST={gateway.stdout.strip()}" in json.loads(producer_env)
 
 
-def test_readme_inventory_examples(stack: Stack) -> None:
+def test_readme_inventory_examples(stack: SystemCopy) -> None:
     commands = commands_in("Using it", "curl ", INVENTORY)
     assert len(commands) == 6, commands
     sku = unique_srn("PEN-")

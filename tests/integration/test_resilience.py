@@ -14,20 +14,20 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from tests.support import Stack, docker, healthy, json_of, restart_counts, unique_srn, wait_until
+from tests.support import SystemCopy, docker, healthy, json_of, restart_counts, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
 
 
 @pytest.fixture
-def no_restarts(stack: Stack) -> Iterator[None]:
+def no_restarts(stack: SystemCopy) -> Iterator[None]:
     before = restart_counts(stack)
     yield
     assert restart_counts(stack) == before, "a container was restarted"
 
 
 @pytest.mark.usefixtures("no_restarts")
-def test_broker_down_is_503_at_once_and_everything_reconnects(stack: Stack, api: Api) -> None:
+def test_broker_down_is_503_at_once_and_everything_reconnects(stack: SystemCopy, api: Api) -> None:
     rabbitmq = stack.values["RABBITMQ_CONTAINER"]
     docker("stop", rabbitmq)
     try:
@@ -49,7 +49,7 @@ def test_broker_down_is_503_at_once_and_everything_reconnects(stack: Stack, api:
 
 
 @pytest.mark.usefixtures("no_restarts")
-def test_database_away_write_is_accepted_then_done(stack: Stack, api: Api) -> None:
+def test_database_away_write_is_accepted_then_done(stack: SystemCopy, api: Api) -> None:
     db = stack.container("db")
     docker("stop", db)
     srn = unique_srn("W")
@@ -75,7 +75,7 @@ def test_database_away_write_is_accepted_then_done(stack: Stack, api: Api) -> No
     wait_until(lambda: healthy(stack, "consumer_two"), timeout=30)
 
 
-def test_sigterm_stops_a_consumer_cleanly(stack: Stack, api: Api) -> None:
+def test_sigterm_stops_a_consumer_cleanly(stack: SystemCopy, api: Api) -> None:
     container = stack.container("consumer_four")
     started = time.monotonic()
     docker("stop", "--time", "10", container)
@@ -87,7 +87,7 @@ def test_sigterm_stops_a_consumer_cleanly(stack: Stack, api: Api) -> None:
     assert api("GET", "/read_database").status_code == 200
 
 
-def test_the_image_s_user_may_only_log_in(stack: Stack) -> None:
+def test_the_image_s_user_may_only_log_in(stack: SystemCopy) -> None:
     """MYSQL_USER, made by the database image, serves only the health check's login now:
     each service has its own account (tests/integration/test_accounts.py)."""
     def as_probe(statement: str) -> subprocess.CompletedProcess[str]:
@@ -106,7 +106,7 @@ def test_the_image_s_user_may_only_log_in(stack: Stack) -> None:
         assert result.returncode != 0 and "denied" in result.stderr, (forbidden, result.stderr)
 
 
-def set_wait_timeout(stack: Stack, seconds: int) -> None:
+def set_wait_timeout(stack: SystemCopy, seconds: int) -> None:
     """The server's idle limit for new connections; consumer_two restarted to take it."""
     stack.sql(f"SET GLOBAL wait_timeout = {seconds}")
     docker("restart", "--time", "10", stack.container("consumer_two"))
@@ -114,7 +114,7 @@ def set_wait_timeout(stack: Stack, seconds: int) -> None:
 
 
 def test_a_connection_closed_for_idleness_is_reopened_and_nothing_is_dead_lettered(
-        stack: Stack, api: Api) -> None:
+        stack: SystemCopy, api: Api) -> None:
     """MySQL closes a connection idle past wait_timeout with error 4031 (MariaDB without a
     word): either way the consumer reconnects and the write is done, not set aside."""
     set_wait_timeout(stack, 2)
@@ -137,7 +137,8 @@ def test_a_connection_closed_for_idleness_is_reopened_and_nothing_is_dead_letter
     assert "handler_failed" not in logs
 
 
-def test_access_denied_keeps_the_write_and_reports_unhealthy_until_granted(stack: Stack, api: Api) -> None:
+def test_access_denied_keeps_the_write_and_reports_unhealthy_until_granted(stack: SystemCopy,
+                                                                           api: Api) -> None:
     """A configuration fault is not poison: the message waits, the consumer says it is
     unhealthy, and once the grant is back the write is done as it was asked."""
     user = "consumer_two"  # its own account (common/accounts.py)

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from scripts.stack import ROOT, SECRETS, amqp_login, parse_env_file
-from tests.support import CONSUMERS, Stack, healthy, wait_until
+from tests.support import CONSUMERS, SystemCopy, healthy, wait_until
 
 PASSWORD_KEYS = SECRETS  # the administrators', the database's and every service's own
 OUR_SERVICES = ("producer", *CONSUMERS)
@@ -22,7 +22,7 @@ def inspect(kind: str, name: str) -> dict[str, object]:
     return dict(json.loads(out.stdout)[0])
 
 
-def test_services_run_as_a_user_without_new_privileges(stack: Stack) -> None:
+def test_services_run_as_a_user_without_new_privileges(stack: SystemCopy) -> None:
     for service in OUR_SERVICES:
         container = stack.container(service)
         uid = subprocess.run(["docker", "exec", container, "id", "-u"], capture_output=True, text=True,
@@ -33,7 +33,7 @@ def test_services_run_as_a_user_without_new_privileges(stack: Stack) -> None:
         assert "no-new-privileges:true" in (host_config["SecurityOpt"] or []), container  # type: ignore[index]
 
 
-def test_services_are_hardened_and_bounded(stack: Stack) -> None:
+def test_services_are_hardened_and_bounded(stack: SystemCopy) -> None:
     """Our services and jobs: no capabilities, a read-only root filesystem, memory and process
     limits; the database and every RabbitMQ node bounded too (docs/security.md)."""
     for service in (*OUR_SERVICES, "migrate", "topology"):
@@ -46,13 +46,13 @@ def test_services_are_hardened_and_bounded(stack: Stack) -> None:
         assert "no-new-privileges:true" in (host["SecurityOpt"] or []), container  # type: ignore[index]
 
 
-def test_the_guest_account_cannot_log_in(stack: Stack) -> None:
+def test_the_guest_account_cannot_log_in(stack: SystemCopy) -> None:
     assert amqp_login("127.0.0.1", stack.amqp_port, "guest", "guest") != ""
     assert amqp_login("127.0.0.1", stack.amqp_port, stack.values["RABBITMQ_USER"],
                       stack.values["RABBITMQ_PASSWORD"]) == ""
 
 
-def test_only_amqp_is_published_beyond_loopback(stack: Stack) -> None:
+def test_only_amqp_is_published_beyond_loopback(stack: SystemCopy) -> None:
     published: dict[str, set[str]] = {}
     containers = [*stack.containers(), stack.values["RABBITMQ_CONTAINER"]]
     for container in containers:
@@ -67,7 +67,7 @@ def test_only_amqp_is_published_beyond_loopback(stack: Stack) -> None:
                          "15692/tcp": {"127.0.0.1"}}
 
 
-def test_no_password_in_images_or_logs(stack: Stack) -> None:
+def test_no_password_in_images_or_logs(stack: SystemCopy) -> None:
     passwords = [stack.values[key] for key in PASSWORD_KEYS]
     places = []
     for service in OUR_SERVICES:
@@ -83,7 +83,7 @@ def test_no_password_in_images_or_logs(stack: Stack) -> None:
         assert not [p for p in passwords if p in text], f"a password appears in the {where}"
 
 
-def test_no_password_in_git_tracked_files(stack: Stack) -> None:
+def test_no_password_in_git_tracked_files(stack: SystemCopy) -> None:
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                              check=True).stdout.splitlines()
     assert [name for name in tracked if Path(name).name.startswith(".env")] == [".env.example"]
@@ -101,7 +101,7 @@ def test_no_password_in_git_tracked_files(stack: Stack) -> None:
             assert not [s for s in secrets_in_use if s in text], f"a password in use appears in {name}"
 
 
-def test_api_token_guards_the_running_producer(stack: Stack) -> None:
+def test_api_token_guards_the_running_producer(stack: SystemCopy) -> None:
     token = secrets.token_urlsafe(16)
     url = stack.base_url
     try:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import Stack, json_of, unique_srn
+from tests.support import SystemCopy, json_of, unique_srn
 
 ROUNDS = 40
 
@@ -62,7 +62,7 @@ def judge(rid: str, hello: str, record: dict[str, Any], item: dict[str, Any] | N
 
 
 @pytest.fixture
-def prefix(stack: Stack) -> Iterator[str]:
+def prefix(stack: SystemCopy) -> Iterator[str]:
     prefix = unique_srn("SH")
     yield prefix
     stack.sql(f"DELETE FROM students WHERE srn LIKE '{prefix}%'")
@@ -70,7 +70,7 @@ def prefix(stack: Stack) -> Iterator[str]:
     stack.sql(f"DELETE FROM items WHERE sku LIKE '{prefix}%'")
 
 
-def test_requests_sharing_an_id_each_get_their_own_answer(stack: Stack, prefix: str) -> None:
+def test_requests_sharing_an_id_each_get_their_own_answer(stack: SystemCopy, prefix: str) -> None:
     run = secrets.token_hex(3)
     wrong: list[str] = []
     expected_rows: set[str] = set()
@@ -107,7 +107,7 @@ def test_requests_sharing_an_id_each_get_their_own_answer(stack: Stack, prefix: 
     assert wrong == [], f"{len(wrong)} wrong answers in {ROUNDS} rounds: {wrong[:10]}"
 
 
-def test_a_write_reusing_an_id_in_flight_for_another_body_is_409(stack: Stack, prefix: str) -> None:
+def test_a_write_reusing_an_id_in_flight_for_another_body_is_409(stack: SystemCopy, prefix: str) -> None:
     """Two different writes with one id at once: one is done, the other is 409 and leaves nothing."""
     run = secrets.token_hex(3)
     kept_srns: set[str] = set()

@@ -16,10 +16,10 @@ import pytest
 
 from common import accounts, amqp, deadletters
 from common.config import AmqpSettings
-from tests.support import CONSUMERS, ROUTING_KEYS, Stack, healthy, unique_srn, wait_until
+from tests.support import CONSUMERS, ROUTING_KEYS, SystemCopy, healthy, unique_srn, wait_until
 
 
-def test_status_shows_health_queues_and_bindings(stack: Stack) -> None:
+def test_status_shows_health_queues_and_bindings(stack: SystemCopy) -> None:
     for service in ("producer", *CONSUMERS, "db"):
         wait_until(functools.partial(healthy, stack, service), timeout=60)  # whatever ran before
     out = stack.script("status")
@@ -34,7 +34,7 @@ def test_status_shows_health_queues_and_bindings(stack: Stack) -> None:
     assert sorted(bindings) == sorted(["microservices", key, key] for key in ROUTING_KEYS), out
 
 
-def test_dead_letters_are_listed_in_place_and_replayed_once(stack: Stack) -> None:
+def test_dead_letters_are_listed_in_place_and_replayed_once(stack: SystemCopy) -> None:
     dead = "delete_record.dead"
     before = stack.queue_depth(dead)
     ids = [f"poison-{unique_srn()}" for _ in range(3)]
@@ -62,7 +62,7 @@ def test_dead_letters_are_listed_in_place_and_replayed_once(stack: Stack) -> Non
     assert all(final.count(message_id) == 1 for message_id in ids), final
 
 
-def test_every_log_line_of_our_services_is_one_json_object(stack: Stack) -> None:
+def test_every_log_line_of_our_services_is_one_json_object(stack: SystemCopy) -> None:
     for service in ("producer", *CONSUMERS, "migrate"):
         logs = subprocess.run(["docker", "logs", stack.container(service)], capture_output=True, text=True,
                               check=True)
@@ -74,7 +74,7 @@ def test_every_log_line_of_our_services_is_one_json_object(stack: Stack) -> None
             assert entry["service"] == service, (service, line)
 
 
-def test_dead_letters_survive_being_looked_at(stack: Stack, monkeypatch: pytest.MonkeyPatch,
+def test_dead_letters_survive_being_looked_at(stack: SystemCopy, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """Listed 50 times, listed while new dead letters arrive, and listings killed more often
     than RabbitMQ 4's default delivery limit (20): none lost, none doubled. A listing killed

@@ -14,17 +14,17 @@ import pika
 import pytest
 
 from common import declare, topology
-from tests.support import ROUTING_KEYS, Stack, docker, healthy, unique_srn, wait_until
+from tests.support import ROUTING_KEYS, SystemCopy, docker, healthy, unique_srn, wait_until
 
 
-def queue_info(stack: Stack, column: str) -> dict[str, dict[str, Any]]:
+def queue_info(stack: SystemCopy, column: str) -> dict[str, dict[str, Any]]:
     """One rabbitmqctl list_queues column of tables (arguments, a policy's definition) of every
     queue, by name: rabbitmqctl's JSON gives a table as [key, (type,) value] lists."""
     listed = json.loads(stack.rabbitmqctl("list_queues", "name", column, "--formatter", "json"))
     return {entry["name"]: {pair[0]: pair[-1] for pair in entry[column]} for entry in listed}
 
 
-def started_at(stack: Stack, service: str) -> str:
+def started_at(stack: SystemCopy, service: str) -> str:
     return docker("inspect", "-f", "{{.State.StartedAt}}", stack.container(service)).strip()
 
 
@@ -45,7 +45,7 @@ def take_dead_letter(channel: Any, queue: str, message_id: str) -> Any:
 
 
 @pytest.fixture
-def admin(stack: Stack) -> Iterator[pika.BlockingConnection]:
+def admin(stack: SystemCopy) -> Iterator[pika.BlockingConnection]:
     """A connection as RabbitMQ's administrator; the probe queues it declares are deleted after."""
     credentials = pika.PlainCredentials(stack.values["RABBITMQ_USER"], stack.values["RABBITMQ_PASSWORD"])
     connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", stack.amqp_port,
@@ -60,7 +60,7 @@ def admin(stack: Stack) -> Iterator[pika.BlockingConnection]:
         connection.close()
 
 
-def test_queues_carry_only_their_type_and_a_changed_limit_reaches_them_running(stack: Stack) -> None:
+def test_queues_carry_only_their_type_and_a_changed_limit_reaches_them_running(stack: SystemCopy) -> None:
     arguments = queue_info(stack, "arguments")
     for key in ROUTING_KEYS:
         assert arguments[key] == {"x-queue-type": "quorum"}, key
@@ -100,7 +100,7 @@ def test_queues_carry_only_their_type_and_a_changed_limit_reaches_them_running(s
 
 
 def test_a_queue_in_another_form_is_one_clear_error_within_seconds(
-        stack: Stack, admin: pika.BlockingConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+        stack: SystemCopy, admin: pika.BlockingConnection, monkeypatch: pytest.MonkeyPatch) -> None:
     admin.channel().queue_declare("conflict_probe", durable=True, arguments={"x-queue-type": "classic"})
     started = time.monotonic()
     with pytest.raises(declare.Conflict) as raised:
@@ -131,7 +131,7 @@ def test_a_queue_in_another_form_is_one_clear_error_within_seconds(
 
 
 def test_a_queue_an_earlier_version_declared_with_its_tunables_is_kept_working(
-        stack: Stack, admin: pika.BlockingConnection) -> None:
+        stack: SystemCopy, admin: pika.BlockingConnection) -> None:
     admin.channel().queue_declare("legacy_probe", durable=True,
                                   arguments=topology.legacy_queue_arguments("legacy_probe"))
     assert declare.declare(admin, ("legacy_probe",)) == ["legacy_probe"]

@@ -10,7 +10,7 @@ import pika
 import pytest
 import requests
 
-from tests.support import Stack, check_refusal, json_of, unique_srn, wait_until
+from tests.support import SystemCopy, check_refusal, json_of, unique_srn, wait_until
 
 Api = Callable[..., requests.Response]
 
@@ -32,7 +32,7 @@ BAD_REQUESTS: list[tuple[dict[str, Any], int, str]] = [
 @pytest.mark.parametrize(("kwargs", "status", "code"), BAD_REQUESTS,
                          ids=[f"{c[2]}-{i}" for i, c in enumerate(BAD_REQUESTS)])
 def test_every_refusal_is_json_and_changes_nothing(
-    stack: Stack, api: Api, kwargs: dict[str, Any], status: int, code: str
+    stack: SystemCopy, api: Api, kwargs: dict[str, Any], status: int, code: str
 ) -> None:
     check_refusal(stack, lambda: api("POST", "/update_record", **kwargs), status, code)
 
@@ -44,12 +44,12 @@ def insert(api: Api) -> str:
     return srn
 
 
-def stored(stack: Stack, srn: str) -> list[list[str]]:
+def stored(stack: SystemCopy, srn: str) -> list[list[str]]:
     return stack.sql(f"SELECT name, section FROM students WHERE srn = '{srn}'")
 
 
 @pytest.mark.parametrize("body_format", ["json", "data", "files"])
-def test_update_changes_only_what_it_names(stack: Stack, api: Api, body_format: str) -> None:
+def test_update_changes_only_what_it_names(stack: SystemCopy, api: Api, body_format: str) -> None:
     srn = insert(api)
     if body_format == "files":  # multipart/form-data: fields as (None, value) parts
         response = api("POST", "/update_record", files={"srn": (None, srn.lower()), "Section": (None, " B ")})
@@ -65,7 +65,7 @@ def test_update_changes_only_what_it_names(stack: Stack, api: Api, body_format: 
     assert api("GET", "/read_database").json()["records"].count(both.json()["record"]) == 1
 
 
-def test_an_unknown_srn_is_404_and_changes_nothing(stack: Stack, api: Api) -> None:
+def test_an_unknown_srn_is_404_and_changes_nothing(stack: SystemCopy, api: Api) -> None:
     before = stack.snapshot()
     response = api("POST", "/update_record", json={"SRN": unique_srn("NONE"), "Name": "Nobody"})
     assert response.status_code == 404 and json_of(response)["error"] == "not_found"
@@ -73,7 +73,7 @@ def test_an_unknown_srn_is_404_and_changes_nothing(stack: Stack, api: Api) -> No
     assert after[0] == before[0] and after[2:] == before[2:]  # only the ledger holds the answer
 
 
-def test_a_retried_update_is_done_once_and_its_answer_is_stored(stack: Stack, api: Api) -> None:
+def test_a_retried_update_is_done_once_and_its_answer_is_stored(stack: SystemCopy, api: Api) -> None:
     srn, request_id = insert(api), f"update-{unique_srn()}"
     change = {"SRN": srn, "Name": "Retried"}
     first = api("POST", "/update_record", json=change, headers={"X-Request-ID": request_id})
@@ -88,7 +88,7 @@ def test_a_retried_update_is_done_once_and_its_answer_is_stored(stack: Stack, ap
     assert conflict.status_code == 409 and json_of(conflict)["error"] == "request_id_conflict"
 
 
-def test_a_redelivered_update_acts_once(stack: Stack, api: Api) -> None:
+def test_a_redelivered_update_acts_once(stack: SystemCopy, api: Api) -> None:
     srn, message_id = insert(api), f"twice-{unique_srn()}"
     with stack.amqp_channel() as channel:
         channel.basic_publish("microservices", "update_record",
