@@ -660,3 +660,12 @@ def test_a_bug_in_a_parser_a_handler_or_a_reply_never_stops_the_consumer(
     assert logged == [("handler_failed", "m1", "ERROR", "parse"), ("handler_failed", "m2", "ERROR", "reply")]
     assert all(r.exc_info for r in caplog.records if r.getMessage() == "handler_failed")
     assert not [r for r in caplog.records if r.getMessage() == "broker_unavailable"]
+
+
+def test_the_dockerfile_health_check_reads_the_file_the_loop_touches() -> None:
+    """The path is written twice (Python, and the image's sh one-liner): they must agree."""
+    from pathlib import Path
+
+    from common.probe import ALIVE_FILE
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text(encoding="utf-8")
+    assert f"f={ALIVE_FILE};" in dockerfile
