@@ -72,7 +72,6 @@ class Read:
     erases: ClassVar[bool] = False
 
 
-
 def paged_read(routing_key: str, table: str, columns: str, key: str, *, field: str, by: str,
                row: Callable[..., dict[str, Any]]) -> Read:
     """A Read of one table a page at a time: {"limit", "after"} in, rows after `after` in
@@ -87,6 +86,7 @@ def paged_read(routing_key: str, table: str, columns: str, key: str, *, field: s
         return page_reply(field, [row(*values) for values in found], limit, by)
 
     return Read(routing_key, parse, handle)
+
 
 @dataclass(frozen=True)
 class Write:
