@@ -14,13 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench import straight
-from bench.load import http_floor, inserts, wait_for_http
-from bench.system import CpuMeter, System
+from bench.load import inserts, wait_for_http
+from bench.system import System
 from scripts.stack import ROOT
 
 AMQP_ENV = ("RABBITMQ_HOST", "RABBITMQ_PORT", "RABBITMQ_USER", "RABBITMQ_PASSWORD")
 DB_ENV = ("MYSQL_HOST", "MYSQL_DATABASE", "MYSQL_USER", "MYSQL_PASSWORD")
-STRAIGHT = "straightforward: insert_record"
 
 
 @contextlib.contextmanager
@@ -36,7 +35,8 @@ def container(system: System, name: str, command: list[str], env_keys: tuple[str
     full_name = f"{system.stack.project}-bench-{name}"
     subprocess.run(["docker", "rm", "-f", full_name], capture_output=True)
     subprocess.run([
-        "docker", "run", "--detach", "--name", full_name, "--network", network,
+        # --no-healthcheck: the image's probe asks the producer's /readyz, which a baseline does not serve.
+        "docker", "run", "--detach", "--no-healthcheck", "--name", full_name, "--network", network,
         *(["--publish", "127.0.0.1::5000"] if http else []), "--volume", f"{ROOT / 'bench'}:/app/bench:ro",
         *(a for key in passed for a in ("--env", key)), image, *command,
     ], env={**os.environ, **passed}, capture_output=True, check=True)
@@ -53,11 +53,13 @@ def container(system: System, name: str, command: list[str], env_keys: tuple[str
         subprocess.run(["docker", "rm", "-f", full_name], capture_output=True)
 
 
-def gunicorn(system: System, app: str) -> list[str]:
-    """gunicorn with the producer's worker and thread settings, serving `app`."""
-    return ["gunicorn", "--worker-class", "gthread", "--workers", system.stack.get("GUNICORN_WORKERS"),
-            "--threads", system.stack.get("GUNICORN_THREADS"), "--keep-alive", "5", "--timeout", "30",
-            "--bind", "0.0.0.0:5000", app]
+def gunicorn(system: System, app: str, worker_class: str = "gthread") -> list[str]:
+    """gunicorn with the producer's worker count serving `app`: `gthread` with the producer's
+    threads per worker, or `gevent` with its connections per worker."""
+    per_worker = (["--threads", system.stack.get("GUNICORN_THREADS")] if worker_class == "gthread" else
+                  ["--worker-connections", system.stack.get("GUNICORN_WORKER_CONNECTIONS")])
+    return ["gunicorn", "--worker-class", worker_class, "--workers", system.stack.get("GUNICORN_WORKERS"),
+            *per_worker, "--keep-alive", "5", "--timeout", "30", "--bind", "0.0.0.0:5000", app]
 
 
 def naive(system: System, clients: list[int], duration: float) -> list[dict[str, Any]]:
@@ -76,12 +78,12 @@ def naive(system: System, clients: list[int], duration: float) -> list[dict[str,
         system.delete_queue("bench.naive")
 
 
-def straight_design(system: System, clients: list[int], duration: float) -> tuple[
-        list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """bench/straight.py: the straightforward design, its consumer included, by the same generator.
+@contextlib.contextmanager
+def straight_design(system: System, worker_class: str = "gthread") -> Iterator[tuple[str, dict[str, str]]]:
+    """bench/straight.py running, its consumer included, next to our system: yields its base URL
+    and the four containers on its inserts' way (app, consumer, RabbitMQ, MySQL; the last two ours).
 
-    Returns its insert runs, its HTTP floor (GET /livez on its gunicorn) and its CPU per
-    insert (its two containers, RabbitMQ and MySQL), at each client count.
+    Its table and queue are bench-only and removed afterwards, whatever happens.
     """
     user, database = system.bench_account["MYSQL_USER"], system.stack.get("MYSQL_DATABASE")
     system.root_sql(
@@ -96,29 +98,17 @@ def straight_design(system: System, clients: list[int], duration: float) -> tupl
     _, _, consumer_env = system.producer_setup("consumer_two")
     db_env = {**{k: consumer_env[k] for k in (*DB_ENV, "CONSUMER_PREFETCH") if k in consumer_env},
               **system.bench_account}
-    rows: list[dict[str, Any]] = []
-    floors: list[dict[str, Any]] = []
-    cpu: list[dict[str, Any]] = []
+    app = gunicorn(system, "bench.straight:create_app()", worker_class)
     try:
         with container(system, "straight-consumer", ["python", "-m", "bench.straight", "consume"],
-                       http=False, more_env=db_env) as consumer, \
-                container(system, "straight", gunicorn(system, "bench.straight:create_app()")) as base:
-            app = f"{system.stack.project}-bench-straight"
-            path = {"app": app, "consumer": consumer, "rabbitmq": system.stack.get("RABBITMQ_CONTAINER"),
-                    "db": system.container("db")}
+                       http=False, more_env=db_env) as consumer, container(system, "straight", app) as base:
             wait_for_queue(system, consumer)
-            for c in clients:
-                floors.append(http_floor(base, c, duration, "straightforward: HTTP floor: GET /livez"))
-            for c in clients:
-                meter = CpuMeter(path)
-                row = inserts(base, STRAIGHT, c, duration, "STRAIGHT")
-                rows.append(row)
-                cpu.append({"clients": c, **meter.per_request(row["requests"])})
+            yield base, {"producer": f"{system.stack.project}-bench-straight", "consumer": consumer,
+                         "rabbitmq": system.stack.get("RABBITMQ_CONTAINER"), "db": system.container("db")}
     finally:
         system.delete_queue(straight.QUEUE)
         system.root_sql(f"REVOKE INSERT ON `{database}`.`{straight.TABLE}` FROM '{user}'@'%';"
                         f" DROP TABLE IF EXISTS {straight.TABLE}")
-    return rows, floors, cpu
 
 
 def wait_for_queue(system: System, consumer: str, timeout: float = 60) -> None:

@@ -47,6 +47,7 @@ from bench.load import progress  # noqa: E402
 from bench.ours import Ours  # noqa: E402
 from bench.report import RESULTS, judge, ratio, show, write  # noqa: E402
 from bench.system import System  # noqa: E402
+from bench.versus import OURS, ROLES, STRAIGHT, compare  # noqa: E402
 from scripts.copies import copy_values, throwaway_copy  # noqa: E402
 from scripts.stack import Stack  # noqa: E402
 
@@ -77,6 +78,21 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
     tag = str(int(time.time()) % 100000)
     ours.clean_up()
 
+    versus: dict[str, Any] = {}
+    if not args.skip_straight:
+        print(f"\nours against the straightforward design (bench/straight.py, {args.straight_worker}), "
+              f"{args.rounds} alternating rounds (bench/versus.py)", file=sys.stderr)
+        with baselines.straight_design(system, args.straight_worker) as (base, containers):
+            versus = compare(system, base, containers, count=args.rounds, seconds=args.duration,
+                             top=max(clients), idle_s=args.idle, tag=tag)
+        show_versus(versus, args.straight_worker)
+    if args.versus_only:
+        ours.clean_up()
+        write("versus.json", {"duration_s": args.duration, "rounds": args.rounds, "clients": max(clients),
+                              "straight_worker": args.straight_worker}, **versus)
+        return 0
+
+
     print("\nceilings (same run, same containers, no project code)", file=sys.stderr)
     ceilings = [ceiling.confirmed_publish(), ceiling.round_trip(), ceiling.round_trip(durable=True),
                 *ceiling.database(), *(ceiling.http_floor(c) for c in clients)]
@@ -86,14 +102,6 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
     if not args.skip_naive:
         print("\nthe naive design: a new connection per request (bench/naive.py)", file=sys.stderr)
         naive = baselines.naive(system, clients, args.duration)
-
-    straight_rows: list[dict[str, Any]] = []
-    straight_floor: list[dict[str, Any]] = []
-    straight_cpu: list[dict[str, Any]] = []
-    if not args.skip_straight:
-        print("\nthe straightforward design (bench/straight.py)", file=sys.stderr)
-        straight_rows, straight_floor, straight_cpu = baselines.straight_design(
-            system, clients, args.duration)
 
     print("\nend to end", file=sys.stderr)
     created_before = system.connections_created(settled=True)
@@ -154,10 +162,6 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
                         "ratio": ratio(big_read["p50_ms"], raw_read["p50_ms"])})
     targets.append({"target": "P4 AMQP connections opened per request == 0",
                     "ratio": round(created / max(1, requests_sent), 4)})
-    straight = {r["clients"]: r for r in straight_rows}
-    if top in insert and top in straight:
-        targets.append({"target": f"inserts @{top} / straightforward design's >= 2",
-                        "ratio": ratio(insert[top]["per_s"], straight[top]["per_s"])})
     if ref is not None:
         same = ref.get("clients") == top
         at = "" if same else f" @{ref.get('clients')}"
@@ -176,23 +180,14 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
     if naive:
         show(naive, ["what", "clients", "requests", "per_s", "p50_ms", "p95_ms", "p99_ms", "errors",
                      "connections_per_request"])
-    if straight_rows:
-        show(straight_rows + straight_floor, ["what", "clients", "requests", "per_s", "p50_ms", "p95_ms",
-                                              "p99_ms", "errors"])
-        show(compared(insert, floor, cpu_per_insert, straight, straight_floor, straight_cpu),
-             ["figure", "ours", "straightforward", "ours / straightforward"],
-             "ours as a ratio to the straightforward design (same generator, same run)")
     show(steps, ["step", "p50_ms"], f"latency breakdown of an insert at one client, from the services' logs "
          f"({steps_run['joined']} inserts joined by request id; medians)")
     show(cpu_per_insert, ["clients", "producer", "rabbitmq", "consumer_two", "db", "total", "host_busy_pct"],
          "CPU per insert (ms), by container and summed over our containers, "
          "and how busy the whole machine was during the run")
-    if straight_cpu:
-        show(straight_cpu, ["clients", "app", "rabbitmq", "consumer", "db", "total", "host_busy_pct"],
-             "the straightforward design's CPU per insert (ms)")
     whole = ["total", "generator", "docker_proxy", "docker_daemons", "elsewhere", "machine"]
     show([{"design": "ours", **r} for r in cpu_per_insert]
-         + [{"design": "straightforward", **r} for r in straight_cpu], ["design", "clients", *whole],
+         , ["design", "clients", *whole],
          "CPU per insert of the whole machine (ms): the containers of the design (total), the load "
          "generator, Docker's port proxy, Docker's daemons (logs, exec), the rest; both designs pay the "
          "same generator and proxy for every request")
@@ -200,10 +195,9 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
           + (f" (reference {ref['total']} ms @{ref.get('clients')}, {ref.get('when', '?')})" if ref else
              " (no reference yet: --set-reference records this run's)"))
     print(f"\npeak memory (MiB): {memory}; AMQP connections opened during the end-to-end run: {created}")
-    show(targets, ["target", "ratio", "met"])
+    show(targets + versus.get("targets", []), ["target", "ratio", "met"])
     write("latest.json", {"duration_s": args.duration, "clients": clients},
-          ceilings=ceilings, naive=naive, straightforward={
-              "inserts": straight_rows, "http_floor": straight_floor, "cpu_per_insert_ms": straight_cpu},
+          ceilings=ceilings, naive=naive, versus=versus,
           end_to_end=end_to_end, latency_breakdown_ms=steps, cpu_per_insert_ms=cpu_per_insert,
           cpu_per_insert_summed_ms={"clients": top, "total": cpu_top["total"], "reference": ref},
           peak_memory_mib=memory, connections_created=created, targets=targets)
@@ -212,25 +206,20 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
     return 0
 
 
-def compared(insert: dict[int, dict[str, Any]], floor: dict[int, float], cpu: list[dict[str, Any]],
-             straight: dict[int, dict[str, Any]], straight_floor: list[dict[str, Any]],
-             straight_cpu: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each figure of ours next to the straightforward design's, and their ratio."""
-    theirs_floor = {r["clients"]: r["per_s"] for r in straight_floor}
-    ours_cpu = {r["clients"]: r["total"] for r in cpu}
-    theirs_cpu = {r["clients"]: r["total"] for r in straight_cpu}
-    rows = []
-    both = [c for c in straight if c in insert]
-    for figure, ours, theirs in (
-        *((f"inserts/s @{c}", insert[c]["per_s"], straight[c]["per_s"]) for c in both),
-        *((f"insert p50 ms @{c}", insert[c]["p50_ms"], straight[c]["p50_ms"]) for c in both),
-        *((f"HTTP floor /s @{c}", floor[c], theirs_floor[c]) for c in theirs_floor if c in floor),
-        *((f"CPU per insert ms @{c}, summed", ours_cpu[c], theirs_cpu[c])
-          for c in theirs_cpu if c in ours_cpu),
-    ):
-        rows.append({"figure": figure, "ours": ours, "straightforward": theirs,
-                     "ours / straightforward": ratio(ours, theirs)})
-    return rows
+def show_versus(versus: dict[str, Any], worker_class: str) -> None:
+    """The alternating rounds' tables: every round, the summary, the idle cost, targets G1-G3."""
+    generator = versus["rounds"][0]["generator"]
+    columns = ["design", "round", "inserts_per_s", "cpu_ms", *(f"cpu_{r}" for r in ROLES), "p50_ms",
+               "floor_ms", "errors", "busy_pct", "steal_pct"]
+    show(versus["rounds"], columns, f"each round (load by {generator}; CPU in ms per insert from the host's "
+         "cgroup files, idle taken off)")
+    show(versus["figures"], ["figure", OURS, STRAIGHT, "ratio"],
+         f"ours against the straightforward design ({worker_class}): median (range) of the rounds; "
+         "the ratio is the median of each round's")
+    show([{"container": name, "ms_per_s": value} for name, value in versus["idle_ms_per_s"].items()],
+         ["container", "ms_per_s"], "idle CPU per second, measured before the rounds and taken off")
+    judge(versus["targets"])
+    show(versus["targets"], ["target", "ratio", "range", "straightforward", "met"])
 
 
 def compare_nodes(stack: Stack, counts: list[int], clients: list[int], duration: float) -> int:
@@ -280,7 +269,16 @@ def main(argv: list[str] | None = None) -> int:
                         "e.g. 1,3 (each a copy of its own, deleted afterwards)")
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive design's baseline (P4)")
     parser.add_argument("--skip-straight", action="store_true",
-                        help="skip the straightforward design's baseline")
+                        help="skip the straightforward design's baseline (G1-G3)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating rounds of ours and the straightforward design (default 5)")
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="seconds with no load to measure each container's idle CPU over (default 10)")
+    parser.add_argument("--straight-worker", choices=("gthread", "gevent"), default="gthread",
+                        help="the straightforward design's gunicorn worker class (default gthread, its best "
+                        "measured)")
+    parser.add_argument("--versus-only", action="store_true",
+                        help="only the alternating rounds against the straightforward design (G1-G3)")
     parser.add_argument("--set-reference", metavar="NOTE",
                         help="record this run's CPU per insert (summed, at the top client count) in "
                         "bench/reference.json, with NOTE saying what it is")

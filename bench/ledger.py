@@ -8,7 +8,7 @@ On a running system (a test copy kept with MSTEST_KEEP=1, say), with `wrk` on th
    fingerprint, the answer with the record, the SRN as subject) are added, and
    the table's data and index size per million entries is read from
    information_schema after ANALYZE TABLE.
-2. Pruning under load: interleaved rounds of `wrk` inserts (bench/insert.lua, 32
+2. Pruning under load: interleaved rounds of `wrk` inserts (bench/http.lua, 32
    connections) with nothing to prune, and with `--backlog` expired entries that
    consumer_three deletes meanwhile; each round's inserts per second, latency
    p50/p99 and answers other than 201, then the median and range of each kind.
@@ -21,10 +21,7 @@ Only this machine is loaded (127.0.0.1), for a fixed time per round.
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.wrk import available, load  # noqa: E402
 from scripts.copies import root_sql  # noqa: E402
 from scripts.stack import Stack, service_container  # noqa: E402
 
@@ -73,20 +71,6 @@ def count(db: str, where: str) -> int:
     return int(root_sql(db, f"SELECT COUNT(*) FROM requests WHERE {where}").strip())
 
 
-def wrk(url: str, seconds: int) -> dict[str, float]:
-    out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s",
-                          str(ROOT / "bench" / "insert.lua"), url],
-                         capture_output=True, text=True, check=True).stdout
-
-    def ms(label: str) -> float:
-        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    failed = int(re.search(r"not 201: (\d+)", out).group(1))  # type: ignore[union-attr]
-    return {"per_s": rate, "p50_ms": ms("50%"), "p99_ms": ms("99%"), "not_201": failed}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,7 +79,7 @@ def main() -> int:
     parser.add_argument("--backlog", type=int, default=200_000)
     parser.add_argument("--seconds", type=int, default=20)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    if not available():
         sys.exit("wrk is needed: apt-get install wrk")
     stack = Stack(args.env_file.resolve())
     stack.load()
@@ -119,16 +103,16 @@ def main() -> int:
             if kind == "pruning":
                 add_entries(db, f"r{round_number}-{tag}", args.backlog, age_h=48)
             started = time.monotonic()
-            figures = wrk(url, args.seconds)
+            figures = load(url, 32, args.seconds, insert_prefix=f"L{round_number}{kind[0]}{tag[1:-1]}")
             left = count(db, EXPIRED)
             figures["expired_left"] = left
             print(f"round {round_number + 1} {kind}: {figures} ({time.monotonic() - started:.0f} s)")
             results[kind].append(figures)
-    print("\n| load | inserts/s | p50 ms | p99 ms | not 201 | expired left after the round |")
+    print("\n| load | inserts/s | p50 ms | p99 ms | not 201 or failed | expired left after the round |")
     print("|---|---|---|---|---|---|")
     for kind, rounds in results.items():
         cells = []
-        for key in ("per_s", "p50_ms", "p99_ms", "not_201", "expired_left"):
+        for key in ("per_s", "p50_ms", "p99_ms", "errors", "expired_left"):
             values = [r[key] for r in rounds]
             cells.append(f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})")
         print(f"| {kind} | " + " | ".join(cells) + " |")

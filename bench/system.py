@@ -23,11 +23,13 @@ from scripts.copies import root_sql
 from scripts.stack import Stack, service_container
 
 # Scripts that run inside the compose network start with this.
+# The driver is the consumers' own choice: its C extension where the image has it (common/db.py).
 DB_CONNECT = """
 import json, os, time, mysql.connector
+from common.db import USE_PURE
 c = mysql.connector.connect(host="db", user=os.environ["MYSQL_USER"], password=os.environ["MYSQL_PASSWORD"],
     database=os.environ.get("MYSQL_DATABASE", "school"), charset="utf8mb4", collation="utf8mb4_unicode_ci",
-    use_pure=True)
+    use_pure=USE_PURE)
 """
 # Every row the bench writes into `students` has an SRN starting with this.
 BENCH_TAG = "BENCH"
@@ -153,26 +155,59 @@ def cgroup_read(container: str, script: str) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
+@functools.cache
+def cgroup_cpu_file(container: str) -> Path | None:
+    """The file on this machine counting the container's CPU time: cpuacct.usage (cgroup v1, ns) or
+    cpu.stat (v2, usage_usec). None where the engine runs in a VM (Docker Desktop) or /proc is not ours."""
+    pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", container],
+                         capture_output=True, text=True).stdout.strip()
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    candidates: list[Path] = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            candidates.insert(0, Path("/sys/fs/cgroup", controllers, path.lstrip("/"), "cpuacct.usage"))
+        elif controllers == "":
+            candidates.append(Path("/sys/fs/cgroup", path.lstrip("/"), "cpu.stat"))
+    return next((c for c in candidates if c.exists()), None)
+
+
+def container_cpu_seconds(container: str) -> float:
+    """CPU time the container has used since it started: from the host's cgroup files where they
+    can be read (no process started, so many containers are read within a millisecond of each
+    other), else from inside the container."""
+    path = cgroup_cpu_file(container)
+    try:
+        if path is not None and path.name == "cpuacct.usage":
+            return int(path.read_text()) / 1e9
+        if path is not None:
+            usage = next(line for line in path.read_text().splitlines() if line.startswith("usage_usec"))
+            return int(usage.split()[1]) / 1e6
+    except (OSError, ValueError, StopIteration):
+        pass
+    out = cgroup_read(container, "grep usage_usec /sys/fs/cgroup/cpu.stat 2>/dev/null"
+                                 " || echo usage_nsec $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage)").split()
+    unit = {"usage_usec": 1e6, "usage_nsec": 1e9}.get(out[0] if out else "")
+    return int(out[1]) / unit if unit and len(out) == 2 and out[1].isdigit() else float("nan")
+
+
 def cpu_seconds(containers: dict[str, str]) -> dict[str, float]:
     """CPU time each container (name -> id) has used since it started."""
-    used = {}
-    for name, container in containers.items():
-        out = cgroup_read(container,
-                          "grep usage_usec /sys/fs/cgroup/cpu.stat 2>/dev/null"
-                          " || echo usage_nsec $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage)").split()
-        unit = {"usage_usec": 1e6, "usage_nsec": 1e9}.get(out[0] if out else "")
-        used[name] = int(out[1]) / unit if unit and len(out) == 2 and out[1].isdigit() else float("nan")
-    return used
+    return {name: container_cpu_seconds(container) for name, container in containers.items()}
 
 
-def host_busy() -> tuple[int, int] | None:
-    """(busy, total) CPU ticks of this machine so far, from /proc/stat (Linux only)."""
+def machine_ticks() -> dict[str, int] | None:
+    """This machine's CPU ticks so far from /proc/stat (Linux only): busy (steal not included),
+    steal (time the hypervisor gave to other machines), and the total."""
     try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     except (OSError, ValueError):
         return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields + [0] * (8 - len(fields))
+    return {"busy": user + nice + system + irq + softirq, "steal": steal, "total": sum(fields)}
 
 
 # Processes of this machine outside the containers that work for every request: Docker's
@@ -204,33 +239,51 @@ def host_cpu_seconds() -> dict[str, float]:
 
 
 class CpuMeter:
-    """CPU per request (ms) of each container, over a stretch of work, and of the whole machine:
-    the load generator, Docker's port proxy and daemons, and what else ran."""
+    """CPU per request (ms) of each container over a stretch of work, and of the whole machine:
+    the load generator, Docker's port proxy and daemons, and what else ran.
 
-    def __init__(self, containers: dict[str, str]):
+    `idle_ms_per_s` (each container's CPU per second with no load, from `idle_cost`, in the
+    same run) is taken off each container's figure: health probes, timers and the
+    broker's background are a cost per second, not per request. The machine's busy
+    share leaves out steal (time the hypervisor gave to other machines), reported apart.
+    """
+
+    def __init__(self, containers: dict[str, str], idle_ms_per_s: dict[str, float] | None = None):
         self.containers = containers
-        self.before = cpu_seconds(containers)
+        self.idle = idle_ms_per_s or {}
+        self.ticks_before = machine_ticks()
         self.host_before = host_cpu_seconds()
-        self.busy_before = host_busy()
+        self.before = cpu_seconds(containers)
+        self.started = time.monotonic()
 
     def per_request(self, requests_done: int) -> dict[str, Any]:
-        busy_after = host_busy()
-        host_after = host_cpu_seconds()
+        elapsed = time.monotonic() - self.started
         after = cpu_seconds(self.containers)
+        host_after = host_cpu_seconds()
+        ticks_after = machine_ticks()
         count = max(1, requests_done)
-        cpu: dict[str, Any] = {name: round((after[name] - self.before[name]) * 1000 / count, 2)
-                               for name in self.before}
-        cpu["total"] = round(sum(v for k, v in cpu.items()), 2)  # our containers only
+        used_ms = {name: (after[name] - self.before[name]) * 1000 for name in self.before}
+        cpu: dict[str, Any] = {name: round((ms - self.idle.get(name, 0.0) * elapsed) / count, 3)
+                               for name, ms in used_ms.items()}
+        cpu["total"] = round(sum(v for k, v in cpu.items()), 3)  # the design's containers only
         for group, seconds in host_after.items():
             cpu[group] = round((seconds - self.host_before.get(group, seconds)) * 1000 / count, 2)
-        if self.busy_before and busy_after:
-            busy, total = (a - b for a, b in zip(busy_after, self.busy_before, strict=True))
+        if self.ticks_before and ticks_after:
+            busy, steal, total = (ticks_after[k] - self.ticks_before[k] for k in ("busy", "steal", "total"))
             cpu["host_busy_pct"] = round(100 * busy / max(1, total))
-            tick = os.sysconf("SC_CLK_TCK")
-            cpu["machine"] = round(busy / tick * 1000 / count, 2)
-            accounted = cpu["total"] + sum(cpu.get(group, 0.0) for group in host_after)
+            cpu["steal_pct"] = round(100 * steal / max(1, total), 1)
+            cpu["machine"] = round(busy / os.sysconf("SC_CLK_TCK") * 1000 / count, 2)
+            accounted = sum(used_ms.values()) / count + sum(cpu.get(group, 0.0) for group in host_after)
             cpu["elsewhere"] = round(cpu["machine"] - accounted, 2)
         return cpu
+
+
+def idle_cost(containers: dict[str, str], seconds: float) -> dict[str, float]:
+    """Each container's CPU per second (ms/s) over `seconds` with no load: its background."""
+    before, started = cpu_seconds(containers), time.monotonic()
+    time.sleep(seconds)
+    after, elapsed = cpu_seconds(containers), time.monotonic() - started
+    return {name: round((after[name] - before[name]) * 1000 / elapsed, 2) for name in containers}
 
 
 def machine() -> dict[str, Any]:

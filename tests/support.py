@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pika
+import pytest
 import requests
 
 from common import topology
@@ -296,6 +297,13 @@ def status_path(request_id: str, routing_key: str, payload: dict[str, Any]) -> s
     """GET /requests/<id> with the proof of what the request asked for (`asked`), as a client
     that kept the request computes it: the fingerprint of the message the producer published."""
     return f"/requests/{request_id}?asked={fingerprint(routing_key, payload)}"
+
+
+def needed(what: str) -> None:
+    """Skip with one line saying what is missing and how to install it; under CI (CI set), fail."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (required because CI is set)")
+    pytest.skip(what)
 
 
 def unique_srn(prefix: str = "T") -> str:

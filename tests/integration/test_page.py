@@ -12,19 +12,12 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import ARTIFACTS, SystemCopy, free_port, unique_srn
+from tests.support import ARTIFACTS, SystemCopy, free_port, needed, unique_srn
 
 # Debian's chromium, never a browser download; the flags keep it off the network.
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def needed(what: str) -> None:
-    """Skip with one line saying what is missing and how to install it; under CI (CI set), fail."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} (required because CI is set)")
-    pytest.skip(what)
 
 
 def submit(page: Any, button: str) -> None:

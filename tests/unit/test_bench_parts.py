@@ -1,8 +1,10 @@
-"""The pure parts of the throwaway copy (scripts/copies.py) and of the bench's latency breakdown."""
+"""The pure parts of the throwaway copy (scripts/copies.py), of the bench's latency breakdown and of its
+alternating rounds against the straightforward design."""
 
 from __future__ import annotations
 
 from bench.breakdown import STEPS, joined
+from bench.versus import OURS, ROLES, STRAIGHT, summary
 from scripts.copies import copy_values
 from scripts.stack import COOKIE, SECRETS, node_ports
 
@@ -37,3 +39,24 @@ def test_breakdown_joins_both_services_lines_by_request_id() -> None:
     steps = [marks[end] - marks[start] for start, end, _ in STEPS]
     assert all(step > 0 for step in steps)
     assert abs(sum(steps) - 0.007) < 1e-9
+
+
+def round_row(design: str, number: int, per_s: float, cpu: float, p50: float,
+              floor: float) -> dict[str, float | str]:
+    return {"design": design, "round": number, "inserts_per_s": per_s, "cpu_ms": cpu,
+            **{f"cpu_{role}": cpu / 4 for role in ROLES}, "p99_ms_top": 9.0, "p50_ms": p50,
+            "livez_p50_ms": 0.4, "floor_ms": floor, "errors": 0, "busy_pct": 90, "steal_pct": 1.0}
+
+
+def test_each_target_is_the_median_of_the_rounds_own_ratios() -> None:
+    rows = [round_row(OURS, 1, 600, 1.4, 3.2, 2.0), round_row(STRAIGHT, 1, 500, 2.0, 3.0, 2.0),
+            # the machine at half speed: both designs' figures drop, their ratio does not
+            round_row(STRAIGHT, 2, 250, 4.0, 6.0, 4.0), round_row(OURS, 2, 300, 2.8, 6.4, 4.0),
+            # noise on one side only: a ratio of the medians (550 / 300) would take it for a gain
+            round_row(OURS, 3, 550, 1.5, 3.3, 2.0), round_row(STRAIGHT, 3, 300, 3.5, 5.0, 2.0)]
+    figures, targets = summary(rows, top=32)
+    g1, g2, g3, errors = (t["ratio"] for t in targets)
+    assert (g1, g2, g3, errors) == (1.6, 0.7, 1.2, 0)
+    assert targets[2]["range"] == "1.2 (1.2-1.83)"
+    throughput = next(f for f in figures if f["figure"] == "inserts/s @32")
+    assert throughput[OURS] == "550 (300-600)" and throughput[STRAIGHT] == "300 (250-500)"
