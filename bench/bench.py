@@ -3,6 +3,7 @@
     python scripts/stack.py bench [--duration 5] [--clients 1,8,32] [--skip-100k]
     python scripts/stack.py bench --copy             # in a throwaway copy (MSTEST_PROJECT names it)
     python scripts/stack.py bench --nodes 1,3        # inserts on one RabbitMQ node against a cluster
+    python scripts/stack.py bench --versus-only      # only the rounds against the straightforward design
 
 Absolute numbers on a shared 2-core machine drift by tens of percent between
 runs, so every figure is reported next to what RabbitMQ, MySQL and gunicorn
@@ -11,13 +12,15 @@ do alone in this same run, as a ratio. Traffic goes to this machine only
 a fixed time or count. Prints a table and writes bench/results/latest.json.
 
 The parts, by job:
-    bench/load.py       the load generator (closed-loop HTTP clients)
+    bench/versus.py     ours against the straightforward design in alternating rounds (G1-G3)
+    bench/wrk.py        the load generator: wrk with bench/http.lua, the Python one where wrk is missing
+    bench/load.py       the Python load generator (closed-loop HTTP clients)
     bench/system.py     what is read from Docker: containers, cgroup CPU and memory, logs
     bench/ceilings.py   raw ceilings: the broker, the database and gunicorn alone
     bench/ours.py       the system end to end
-    bench/baselines.py  other designs of the same contract, same generator, same run:
+    bench/baselines.py  other designs of the same contract, run next to ours:
                         bench/naive.py (a connection per request) and
-                        bench/straight.py (the straightforward design, every figure of ours a ratio to it)
+                        bench/straight.py (the straightforward design, the baseline of G1-G3)
     bench/breakdown.py  an insert's latency step by step, from the services' logs
     bench/report.py     tables and the results file
     bench/reference.json  the CPU per insert that later runs are compared with (--set-reference)
@@ -114,7 +117,7 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
         cpu_per_insert.append(cpu)
         inserted[c] = row["requests"]
     print("\nlatency breakdown of an insert at one client (the services' logs)", file=sys.stderr)
-    steps_run, steps = breakdown(system, ours, f"{tag}L", args.duration)
+    steps_run, steps = breakdown(system, f"{tag}L", args.duration)
     end_to_end.append(steps_run)
     ours.seed(1000)
     rows = ours.rows_in_table()

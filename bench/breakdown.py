@@ -13,8 +13,8 @@ import statistics
 import time
 from typing import Any
 
-from bench.ours import Ours
-from bench.system import System
+from bench import wrk
+from bench.system import BENCH_TAG, System
 
 # The steps one after another, from the request's arrival in Flask to its answer.
 STEPS = (
@@ -47,11 +47,11 @@ def joined(producer: list[dict[str, Any]], consumer: list[dict[str, Any]],
     return inserts
 
 
-def breakdown(system: System, ours: Ours, tag: str,
+def breakdown(system: System, tag: str,
               seconds: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A 1-client insert run, then the median of each step from the services' logs (ms)."""
     since = time.time()
-    row = ours.inserts(1, tag, seconds)
+    row = wrk.load(system.base, 1, seconds, insert_prefix=f"{BENCH_TAG}{tag}")
     time.sleep(0.5)  # the last lines reach docker's log
     inserts = joined(system.logs("producer", since - 1), system.logs("consumer_two", since - 1), since)
     rows: list[dict[str, Any]] = []
