@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from common.db import Cursor, LedgerEntry, ledger_entries, ledger_erase, ledger_record, page_rows
+from common.db import Cursor, LedgerEntry, Together, ledger_entries, ledger_erase, ledger_record, page_rows
 from common.messages import (
     CONTENT_TYPE,
     REQUEST_ID_PATTERN,
@@ -70,6 +70,7 @@ class Read:
     savepoint: ClassVar[bool] = False
     subject: ClassVar[str | None] = None
     erases: ClassVar[bool] = False
+    writes_only: ClassVar[bool] = False
 
 
 def paged_read(routing_key: str, table: str, columns: str, key: str, *, field: str, by: str,
@@ -115,10 +116,20 @@ class Write:
     # The request erases its subject (a delete): every answer stored earlier for the same
     # subject loses its data, in the same transaction. Its own answer is kept, for a retry.
     erases: bool = False
+    # `handle` only writes: it reads nothing back (no row, no row count), and what may refuse
+    # is a unique key. Then a batch's statements, its ledger entries and the COMMIT go to
+    # MySQL together (db.Together): one round trip per batch. A refusal or a repeat fails
+    # that round trip, and the batch is carried out again statement by statement, ledger first.
+    writes_only: bool = False
 
     ledger: ClassVar[bool] = True
     expires: ClassVar[bool] = False
     uses_db: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if self.writes_only and (self.erases or self.savepoint):
+            raise ValueError(f"{self.routing_key}: a write that erases or undoes to a savepoint reads "
+                             "or may refuse after writing: it cannot be writes_only")
 
 
 # What one consumer does with the messages of one routing key: a read or a write.
@@ -147,7 +158,7 @@ def expired(handler: Handler, payload: dict[str, Any], timeout_s: float, now: fl
 
 
 def answer(handler: Handler, request_id: str, payload: dict[str, Any],
-           cursor: Cursor | None) -> dict[str, Any]:
+           cursor: Cursor | Together | None) -> dict[str, Any]:
     """One message's reply: the handler's result, or its refusal."""
     work = {k: v for k, v in payload.items() if k != "sent_at"}
     # A write that refuses keeps nothing of what it did before refusing, even though the
@@ -157,7 +168,7 @@ def answer(handler: Handler, request_id: str, payload: dict[str, Any],
         undo.execute("SAVEPOINT message")  # a new one replaces the last: no release needed
     try:
         result = handler.handle(Message(request_id, work), cursor)
-        if handler.erases and handler.subject and cursor is not None:
+        if handler.erases and handler.subject and cursor is not None and not isinstance(cursor, Together):
             ledger_erase(cursor, work[handler.subject])
         return ok_reply(result)
     except Refused as exc:
@@ -174,8 +185,20 @@ def transaction(handler: Handler, cursor: Cursor | None, work: Work, look_up: bo
     retry, a redelivery) gets its first answer, and `replayed` is told its id."""
     if not handler.ledger or cursor is None:
         return [answer(handler, request_id, payload, cursor) for request_id, payload in work]
-    key = handler.routing_key
+    if handler.writes_only and not look_up:
+        together = Together(cursor)
+        replies = _against_ledger(handler, together, work, {}, replayed)
+        together.send()
+        return replies
     done = ledger_entries(cursor, [request_id for request_id, _ in work]) if look_up else {}
+    return _against_ledger(handler, cursor, work, done, replayed)
+
+
+def _against_ledger(handler: Handler, cursor: Cursor | Together, work: Work, done: dict[str, LedgerEntry],
+                    replayed: Callable[[str], object]) -> list[dict[str, Any]]:
+    """The replies, each request looked up in `done` (the ledger's entries read before), and
+    the new entries recorded in one statement."""
+    key = handler.routing_key
     new: dict[str, LedgerEntry] = {}
     replies = []
     for request_id, payload in work:

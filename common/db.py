@@ -136,7 +136,8 @@ class Database:
             self._dirty = True
             try:
                 result = work(cursor)
-                conn.commit()
+                if conn.in_transaction:  # not when `work` sent its COMMIT itself (Together)
+                    conn.commit()
             except BaseException:
                 conn.rollback()
                 self._dirty = False
@@ -167,6 +168,51 @@ class Database:
         if conn is not None:
             with contextlib.suppress(mysql.connector.Error):
                 conn.close()
+
+
+class Together:
+    """A cursor for a transaction that reads nothing back: it keeps the statements it is
+    given and `send` sends them with the COMMIT as one multi-statement, one round trip
+    to MySQL for the whole transaction instead of one per statement and the commit.
+
+    Nothing fails before `send`: an error of any statement (a duplicate key) is raised
+    there, as the connector's error, and the statements after it are not run; the
+    caller rolls back. Only INSERTs may be given to `executemany` (one multi-row INSERT,
+    as the connector itself makes of it).
+    """
+
+    def __init__(self, cursor: Cursor):
+        self.cursor = cursor
+        self.statements: list[str] = []
+        self.params: list[Any] = []
+
+    def execute(self, statement: str, params: tuple[Any, ...] = ()) -> None:
+        self.statements.append(statement)
+        self.params.extend(params)
+
+    def executemany(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        head, values = statement.split(" VALUES ", 1)
+        if not head.startswith("INSERT INTO ") or not rows:
+            raise ValueError("Together.executemany takes an INSERT ... VALUES (...) and rows")
+        self.statements.append(f"{head} VALUES {', '.join([values] * len(rows))}")
+        for row in rows:
+            self.params.extend(row)
+
+    def send(self) -> None:
+        """The statements and the COMMIT, in one round trip; every result read."""
+        if not self.statements:
+            return
+        try:
+            # Parameters are escaped and quoted by the client, as for any statement.
+            self.cursor.execute("; ".join([*self.statements, "COMMIT"]), tuple(self.params))
+            while self.cursor.nextset():
+                pass
+        except C_EXTENSION_ERRORS as exc:  # a later statement's error comes raw from the C extension
+            errno, msg, sqlstate = (getattr(exc, name, None) for name in ("errno", "msg", "sqlstate"))
+            raise mysql.connector.errors.get_mysql_exception(
+                errno or errorcode.CR_SERVER_LOST, msg or str(exc), sqlstate) from exc
+        finally:
+            self.statements, self.params = [], []
 
 
 def rows(cursor: Cursor) -> list[tuple[Any, ...]]:
@@ -235,7 +281,7 @@ def ledger_entries(cursor: Cursor, request_ids: list[str]) -> dict[str, LedgerEn
             for request_id, routing_key, fingerprint, reply in rows(cursor)}
 
 
-def ledger_record(cursor: Cursor, entries: dict[str, LedgerEntry]) -> None:
+def ledger_record(cursor: Cursor | Together, entries: dict[str, LedgerEntry]) -> None:
     """Record the entries of done requests (by request id), in one multi-row INSERT."""
     if not entries:
         return

@@ -23,7 +23,8 @@ def handle(message: Message, db: Cursor) -> dict[str, Any]:
 
 
 # Its one INSERT is what refuses (a duplicate SRN): nothing to undo, no savepoint.
-HANDLER = Write(INSERT_RECORD, RECORD.clean, handle, batch=True, savepoint=False, subject="SRN")
+HANDLER = Write(INSERT_RECORD, RECORD.clean, handle, batch=True, savepoint=False, subject="SRN",
+                writes_only=True)
 
 if __name__ == "__main__":
     run("consumer_two", HANDLER)

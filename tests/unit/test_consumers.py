@@ -42,11 +42,28 @@ class FakeCursor:
         self.ledger_writes = 0
         self.savepoint: dict[str, tuple[str, str, str]] = {}
         self.statements: list[str] = []  # every statement run, in order: the round trips
+        self.commits = 0  # COMMITs sent with the statements (db.Together)
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         self.statements.append(sql)
+        if "; " in sql:  # one round trip of several statements (db.Together): each in turn
+            for statement in sql.split("; "):
+                count = statement.count("%s")
+                self.run(statement, tuple(params[:count]))
+                params = params[count:]
+            return
+        self.run(sql, params)
+
+    def nextset(self) -> None:
+        return None
+
+    def run(self, sql: str, params: tuple[Any, ...]) -> None:
         verb = " ".join(sql.split()[:4])
-        if sql.startswith("INSERT INTO students"):
+        if sql == "COMMIT":
+            self.commits += 1
+        elif sql.startswith("INSERT INTO requests"):  # a multi-row INSERT: five values a row
+            self.executemany(sql, [params[i:i + 5] for i in range(0, len(params), 5)], recorded=True)
+        elif sql.startswith("INSERT INTO students"):
             srn, name, section, _rid = params
             if srn in self.students:
                 raise mysql.connector.IntegrityError(msg="dup", errno=1062)
@@ -75,8 +92,9 @@ class FakeCursor:
         else:
             raise AssertionError(f"unexpected SQL: {verb}")
 
-    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        self.statements.append(sql)
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]], recorded: bool = False) -> None:
+        if not recorded:
+            self.statements.append(sql)
         if sql == "UPDATE requests SET reply = %s, subject = NULL WHERE request_id = %s":
             for reply, rid in rows:
                 self.requests[rid] = (*self.requests[rid][:2], reply)
@@ -257,14 +275,26 @@ def test_a_batch_reads_and_writes_the_ledger_once_and_replays_a_repeat_within_it
     assert ledger_reads(db) == 1 and set(db.requests) == {"req-4", "req-5", "req-6"}
 
 
-def test_a_new_request_costs_no_ledger_read_and_no_savepoint() -> None:
+def test_a_new_request_is_one_round_trip_with_its_ledger_entry_and_the_commit() -> None:
     queue, db = over(insertion.HANDLER)
     reply = queue.call(INSERT_RECORD, RECORD, request_id="req-30")
     assert reply == {"ok": True, "result": {"record": RECORD}}
-    # The insert and the ledger entry: its unique key, not a read before, says whether it is new.
-    assert [sql.split()[0] + " " + sql.split()[2] for sql in db.statements] == [
-        "INSERT students", "INSERT requests"]
-    assert set(db.requests) == {"req-30"}
+    # The insert, the ledger entry (its unique key, not a read before, says whether the request
+    # is new) and the COMMIT: one statement sent, no savepoint.
+    [sent] = db.statements
+    assert [" ".join(part.split()[:3]) for part in sent.split("; ")] == [
+        "INSERT INTO students", "INSERT INTO requests", "COMMIT"]
+    assert db.commits == 1 and set(db.requests) == {"req-30"}
+
+
+def test_a_batch_of_new_inserts_is_one_round_trip() -> None:
+    queue, db = over(insertion.HANDLER)
+    replies = queue.calls(INSERT_RECORD, [(f"req-4{n}", {"Name": "A", "SRN": f"T{n}", "Section": "S"})
+                                          for n in range(3)])
+    assert [r["ok"] for r in replies] == [True] * 3
+    [sent] = db.statements
+    assert sent.count("INSERT INTO students") == 3 and sent.count("INSERT INTO requests") == 1
+    assert set(db.requests) == {"req-40", "req-41", "req-42"} and set(db.students) == {"T0", "T1", "T2"}
 
 
 def test_a_request_done_before_is_rolled_back_and_answered_from_the_ledger() -> None:
@@ -369,8 +399,9 @@ def test_a_batch_is_one_commit_then_replies_then_one_ack() -> None:
                  {"Name": "C", "SRN": "B1", "Section": "S"}):
         queue.publish(INSERT_RECORD, body)
     replies = queue.deliver()
-    # Nothing acknowledged before the commit.
-    assert [e[0] for e in queue.log] == ["commit", "reply", "reply", "reply", "ack"]
+    # The batch's one round trip fails on the duplicate and is rolled back; carried out again
+    # statement by statement, it commits once. Nothing acknowledged before the commit.
+    assert [e[0] for e in queue.log] == ["rollback", "commit", "reply", "reply", "reply", "ack"]
     assert queue.log[-1] == ("ack", 3, True)
     assert [r["ok"] for r in replies] == [True, True, False] and replies[2]["error"] == "duplicate_srn"
     assert set(db.students) == {"B1", "B2"} and set(db.requests) == {"m1", "m2", "m3"}
@@ -422,7 +453,7 @@ def test_a_write_that_refuses_after_writing_keeps_nothing_even_in_a_batch() -> N
         return result
 
     # It writes, then refuses: it needs its savepoint.
-    queue, db = over(dataclasses.replace(insertion.HANDLER, handle=handle, savepoint=True))
+    queue, db = over(dataclasses.replace(insertion.HANDLER, handle=handle, savepoint=True, writes_only=False))
     for srn in ("K1", "NO", "K2"):
         queue.publish(INSERT_RECORD, {"Name": "A", "SRN": srn, "Section": "S"})
     replies = queue.deliver()

@@ -27,9 +27,14 @@ class FailingCursor:
         if self.error is not None:
             raise self.error
 
+    def nextset(self) -> None:
+        return None
+
 
 class FakeConnection:
     """A connection whose statements raise `error` (or succeed when it is None)."""
+
+    in_transaction = True  # as after any statement: Database.run commits
 
     def __init__(self, error: Exception | None) -> None:
         self.error, self.closed, self.commits = error, False, 0
@@ -176,3 +181,61 @@ def test_the_c_extensions_raw_error_is_a_lost_connection(connections: Connection
     assert connections[0].closed
     run_once(store)
     assert connections[1].commits == 1
+
+
+class SendingCursor:
+    """What a Together sends: each execute (one round trip), and a later statement's error."""
+
+    def __init__(self, error_on_next_set: Exception | None = None) -> None:
+        self.sent: list[tuple[str, tuple[Any, ...]]] = []
+        self.error_on_next_set = error_on_next_set
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self.sent.append((sql, params))
+
+    def nextset(self) -> None:
+        if self.error_on_next_set is not None:
+            raise self.error_on_next_set
+
+
+def test_together_sends_its_statements_and_the_commit_in_one_round_trip() -> None:
+    cursor = SendingCursor()
+    together = db.Together(cursor)  # type: ignore[arg-type]
+    together.execute("INSERT INTO students (srn, name) VALUES (%s, %s)", ("S1", "A"))
+    together.executemany("INSERT INTO requests (request_id, reply) VALUES (%s, %s)",
+                         [("r1", "{}"), ("r2", "{}")])
+    assert cursor.sent == []  # nothing before send
+    together.send()
+    assert cursor.sent == [("INSERT INTO students (srn, name) VALUES (%s, %s); "
+                            "INSERT INTO requests (request_id, reply) VALUES (%s, %s), (%s, %s); COMMIT",
+                            ("S1", "A", "r1", "{}", "r2", "{}"))]
+    with pytest.raises(ValueError):  # an UPDATE's rows would need one statement each
+        together.executemany("UPDATE requests SET reply = %s WHERE request_id = %s", [("{}", "r1")])
+
+
+def test_a_later_statements_raw_c_extension_error_is_the_connectors_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C extension raises a later statement's error (a duplicate key) raw from nextset():
+    it must stay a duplicate key, never look like a lost connection."""
+
+    class MySQLInterfaceError(Exception):
+        def __init__(self, msg: str, errno: int, sqlstate: str) -> None:
+            super().__init__(msg)
+            self.msg, self.errno, self.sqlstate = msg, errno, sqlstate
+
+    monkeypatch.setattr(db, "C_EXTENSION_ERRORS", (MySQLInterfaceError,))
+    raw = MySQLInterfaceError("Duplicate entry", 1062, "23000")
+    together = db.Together(SendingCursor(raw))  # type: ignore[arg-type]
+    together.execute("INSERT INTO students (srn) VALUES (%s)", ("S1",))
+    with pytest.raises(mysql.connector.IntegrityError) as caught:
+        together.send()
+    assert caught.value.errno == 1062 and db.is_duplicate_key(caught.value)
+
+
+def test_a_transaction_that_sent_its_own_commit_is_not_committed_again(connections: Connections) -> None:
+    store = database()
+    run_once(store)
+    assert connections[0].commits == 1
+    connections[0].in_transaction = False  # as after Together's COMMIT
+    run_once(store)
+    assert connections[0].commits == 1
