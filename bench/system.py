@@ -89,6 +89,15 @@ class System:
         """SQL run as MySQL's root inside the db container (for what the app user may not do)."""
         return root_sql(self.container("db"), sql)
 
+    def consumers(self, queue: str) -> int:
+        """How many consumers `queue` has now (a passive declare: the management API's figure
+        lags by its statistics interval)."""
+        connection = pika.BlockingConnection(self.amqp)
+        try:
+            return int(connection.channel().queue_declare(queue, passive=True).method.consumer_count)
+        finally:
+            connection.close()
+
     def delete_queue(self, queue: str) -> None:
         connection = pika.BlockingConnection(self.amqp)
         try:
