@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 
 import pika
+import pika.connection
 
 from common.config import AmqpSettings
 from common.messages import CONTENT_TYPE
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+
+
+def _emit_frames_together(connection: pika.connection.Connection, marshaled_frames: Sequence[bytes]) -> None:
+    """pika hands a message's frames (method, header, body) to its transport one by one: a
+    send() each, three TCP segments for RabbitMQ to read per message. The same bytes in
+    one write are one of each."""
+    connection.bytes_sent += sum(len(frame) for frame in marshaled_frames)
+    connection.frames_sent += len(marshaled_frames)
+    connection._adapter_emit_data(b"".join(marshaled_frames))
+
+
+# Every service imports this module before it connects (pika is pinned: tests/unit/test_amqp.py
+# checks that a message still goes out in one write).
+pika.connection.Connection._output_marshaled_frames = _emit_frames_together
 
 
 def parameters(settings: AmqpSettings, client_name: str) -> list[pika.ConnectionParameters]:
