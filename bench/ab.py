@@ -41,14 +41,14 @@ from scripts.stack import Stack  # noqa: E402
 START_TIMEOUT_S = 60.0
 
 
-def twin(system: System, service: str, image: str, publish: bool) -> str:
+def twin(system: System, service: str, image: str, publish: bool, settings: dict[str, str]) -> str:
     """A stopped container of `image` with the service container's network, environment and
     command (its port 5000 published on 127.0.0.1 when `publish`); its name. Values travel
     as `--env NAME` from this process's environment, never on the command line."""
     inspect = json.loads(subprocess.run(["docker", "inspect", system.container(service)],
                                         capture_output=True, text=True, check=True).stdout)[0]
     network = next(iter(inspect["NetworkSettings"]["Networks"]))
-    env = dict(item.split("=", 1) for item in inspect["Config"]["Env"])
+    env = {**dict(item.split("=", 1) for item in inspect["Config"]["Env"]), **settings}
     name = f"{system.stack.project}-ab-{service}"
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     subprocess.run(["docker", "create", "--name", name, "--network", network,
@@ -88,6 +88,9 @@ def main() -> int:
     parser.add_argument("--service", default="consumer_two")
     parser.add_argument("--queue", default="insert_record")
     parser.add_argument("--before", required=True, help="the service's image built from the code before")
+    parser.add_argument("--before-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of the twin that differs from the service's (to compare settings, "
+                        "with --before the service's own image)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=32)
@@ -98,7 +101,8 @@ def main() -> int:
     system = System(stack)
     producer = args.service == "producer"
     after = system.container(args.service)
-    before = twin(system, args.service, args.before, publish=producer)
+    before = twin(system, args.service, args.before, publish=producer,
+                  settings=dict(item.split("=", 1) for item in args.before_env))
     variants = {"before": before, "after": after}
     shared = {"rabbitmq": stack.get("RABBITMQ_CONTAINER"), "db": system.container("db")}
     others = {"consumer": system.container("consumer_two")} if producer else {
@@ -135,6 +139,7 @@ def main() -> int:
                 rows.append({"variant": name, "round": number + 1, "inserts_per_s": many["per_s"],
                              "cpu_ms": cpu["total"], "cpu_consumer": cpu["consumer"], "cpu_db": cpu["db"],
                              "cpu_rabbitmq": cpu["rabbitmq"], "cpu_producer": cpu["producer"],
+                             "docker_daemons": cpu.get("docker_daemons", float("nan")),
                              "p50_ms": one["p50_ms"], "errors": many["errors"] + one["errors"],
                              "steal_pct": cpu.get("steal_pct", "")})
                 time.sleep(1)
@@ -142,7 +147,8 @@ def main() -> int:
         if not producer:
             serve_with(system, args.queue, after, before)
         subprocess.run(["docker", "rm", "-f", before], capture_output=True)
-    keys = ["inserts_per_s", "cpu_ms", "cpu_producer", "cpu_rabbitmq", "cpu_consumer", "cpu_db", "p50_ms"]
+    keys = ["inserts_per_s", "cpu_ms", "cpu_producer", "cpu_rabbitmq", "cpu_consumer", "cpu_db",
+            "docker_daemons", "p50_ms"]
     show(rows, ["variant", "round", *keys, "errors", "steal_pct"], f"{args.service}: each round")
     summary = []
     for key in keys:

@@ -44,7 +44,8 @@ def test_breakdown_joins_both_services_lines_by_request_id() -> None:
 def round_row(design: str, number: int, per_s: float, cpu: float, p50: float,
               floor: float) -> dict[str, float | str]:
     return {"design": design, "round": number, "inserts_per_s": per_s, "cpu_ms": cpu,
-            **{f"cpu_{role}": cpu / 4 for role in ROLES}, "p99_ms_top": 9.0, "p50_ms": p50,
+            **{f"cpu_{role}": cpu / 4 for role in ROLES}, "docker_daemons_ms": 0.2, "p99_ms_top": 9.0,
+            "p50_ms": p50,
             "livez_p50_ms": 0.4, "floor_ms": floor, "errors": 0, "busy_pct": 90, "steal_pct": 1.0}
 
 
