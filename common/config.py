@@ -152,7 +152,7 @@ class Settings:
             amqp=AmqpSettings.from_env(env),
             db=DbSettings.from_env(env) if needs_db else None,
             request_timeout_s=_number(env, "REQUEST_TIMEOUT_S", 5.0, minimum=0.1),
-            prefetch=_integer(env, "CONSUMER_PREFETCH", 10),
+            prefetch=_integer(env, "CONSUMER_PREFETCH", 32),
             log_level=log_level,
             api_token=env.get("API_TOKEN", "").strip(),
             metrics_port=_integer(env, "CONSUMER_METRICS_PORT", 9100),
