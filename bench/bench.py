@@ -22,6 +22,7 @@ The parts, by job:
                         bench/naive.py (a connection per request) and
                         bench/straight.py (the straightforward design, the baseline of G1-G3)
     bench/breakdown.py  an insert's latency step by step, from the services' logs
+    bench/ab.py         (alone) one service's code against the code before it, in alternating rounds
     bench/report.py     tables and the results file
     bench/reference.json  the CPU per insert that later runs are compared with (--set-reference)
     scripts/copies.py   the throwaway copy of the system (shared with the tests)
