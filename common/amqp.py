@@ -7,7 +7,9 @@ import time
 from collections.abc import Sequence
 
 import pika
+import pika.adapters.utils.io_services_utils
 import pika.connection
+from pika.adapters.blocking_connection import BlockingChannel
 
 from common.config import AmqpSettings
 from common.messages import CONTENT_TYPE
@@ -24,9 +26,32 @@ def _emit_frames_together(connection: pika.connection.Connection, marshaled_fram
     connection._adapter_emit_data(b"".join(marshaled_frames))
 
 
+_send_buffered = pika.adapters.utils.io_services_utils._AsyncTransportBase._produce
+
+
+def _send_buffered_together(transport: pika.adapters.utils.io_services_utils._AsyncTransportBase) -> None:
+    """What waits in pika's transport buffer goes out in one send(), not one each: a
+    consumer's replies to a batch and the acknowledgement after them reach RabbitMQ together."""
+    buffered = transport._tx_buffers
+    if len(buffered) > 1:
+        joined = b"".join(buffered)
+        buffered.clear()
+        buffered.append(joined)
+    _send_buffered(transport)
+
+
 # Every service imports this module before it connects (pika is pinned: tests/unit/test_amqp.py
-# checks that a message still goes out in one write).
+# checks that a message still goes out in one write, and buffered ones in one send).
 pika.connection.Connection._output_marshaled_frames = _emit_frames_together
+pika.adapters.utils.io_services_utils._AsyncTransportBase._produce = _send_buffered_together
+
+
+def publish_with_next_flush(channel: BlockingChannel, exchange: str, routing_key: str, body: bytes,
+                            properties: pika.BasicProperties) -> None:
+    """basic_publish on a BlockingChannel without waiting for it to be written: the channel's next
+    call that flushes (an ack, a reject) sends it, with its own frames, in one send()."""
+    target = getattr(channel, "_impl", channel)  # the test's recording channel has no _impl
+    target.basic_publish(exchange=exchange, routing_key=routing_key, body=body, properties=properties)
 
 
 def parameters(settings: AmqpSettings, client_name: str) -> list[pika.ConnectionParameters]:

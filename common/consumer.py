@@ -427,11 +427,16 @@ class Worker:
         self.log.info("request_replayed", request_id=request_id)
 
     def _reply(self, channel: BlockingChannel, props: BasicProperties, body: bytes) -> None:
-        """Send an encoded reply: encoding it first (`encode`) is where a result with no JSON form fails."""
+        """Send an encoded reply: encoding it first (`encode`) is where a result with no JSON form fails.
+
+        It leaves with the acknowledgement or rejection that every caller sends next (a batch's
+        replies with its one ack), in one write.
+        """
         if not props.reply_to:
             return
         # No `mandatory`: a caller that gave up waiting is not an error.
-        channel.basic_publish(
+        amqp.publish_with_next_flush(
+            channel,
             exchange="",
             routing_key=props.reply_to,
             body=body,
