@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 from bench import wrk  # noqa: E402
 from bench.load import wait_for_http  # noqa: E402
 from bench.report import show  # noqa: E402
-from bench.system import BENCH_TAG, CpuMeter, System, idle_cost  # noqa: E402
-from bench.versus import spread  # noqa: E402
+from bench.system import BENCH_TAG, System, idle_cost  # noqa: E402
+from bench.versus import insert_cell, spread  # noqa: E402
 from scripts.stack import Stack  # noqa: E402
 
 # No variant serves before its consumer is on the queue; none waits longer than this.
@@ -129,13 +129,9 @@ def main() -> int:
                 container = variants[name]
                 if not producer:
                     serve_with(system, args.queue, container, variants[other(name)])
-                meter = CpuMeter({**shared, **others, role: container}, idle[name])
-                many = wrk.load(base[name], args.clients, args.duration,
-                                insert_prefix=f"{BENCH_TAG}{tag}A{number}{name[0]}M")
-                cpu = meter.per_request(many["requests"])
-                time.sleep(1)
-                one = wrk.load(base[name], 1, args.duration,
-                               insert_prefix=f"{BENCH_TAG}{tag}A{number}{name[0]}O")
+                containers = {**shared, **others, role: container}
+                many, cpu, one = insert_cell(base[name], containers, idle[name], args.clients, args.duration,
+                                             f"{BENCH_TAG}{tag}A{number}{name[0]}")
                 rows.append({"variant": name, "round": number + 1, "inserts_per_s": many["per_s"],
                              "cpu_ms": cpu["total"], "cpu_consumer": cpu["consumer"], "cpu_db": cpu["db"],
                              "cpu_rabbitmq": cpu["rabbitmq"], "cpu_producer": cpu["producer"],

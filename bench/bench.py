@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # The repository root is on the path only now.
-from bench import baselines  # noqa: E402
+from bench import baselines, wrk  # noqa: E402
 from bench.breakdown import breakdown  # noqa: E402
 from bench.ceilings import QUORUM_ROUND_TRIP, ROUND_TRIP, SINGLE_ROW, Ceilings  # noqa: E402
 from bench.load import progress  # noqa: E402
@@ -100,7 +100,9 @@ def measure(stack: Stack, args: argparse.Namespace, clients: list[int]) -> int:
     print("\nceilings (same run, same containers, no project code)", file=sys.stderr)
     ceilings = [ceiling.confirmed_publish(), ceiling.round_trip(), ceiling.round_trip(durable=True),
                 *ceiling.database(), *(ceiling.http_floor(c) for c in clients)]
-    ceilings += [row for c in clients if (row := ceiling.http_floor_wrk(c)) is not None]
+    if wrk.available():  # the same floor by wrk: how much the Python generator itself caps it
+        ceilings += [wrk.load(system.base, c, args.duration, name="HTTP floor: GET /livez, by wrk")
+                     for c in clients]
 
     naive = []
     if not args.skip_naive:

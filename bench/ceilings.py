@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import subprocess
 import threading
 import time
 from typing import Any
@@ -164,30 +161,3 @@ print(json.dumps({"rows": len(records), "ms": sorted(times)[1] * 1000, "bytes": 
 
     def http_floor(self, clients: int) -> dict[str, Any]:
         return http_floor(self.system.base, clients, self.duration)
-
-    def http_floor_wrk(self, clients: int) -> dict[str, Any] | None:
-        """The same floor measured by wrk, where it is installed: does the Python generator cap it?
-
-        Only a cross-check: every ratio is taken against the floor of the same (Python) generator.
-        """
-        wrk = shutil.which("wrk")
-        if wrk is None:
-            return None
-        seconds = f"{max(1, round(self.duration))}s"
-        out = subprocess.run([wrk, "-t", str(min(clients, 2)), "-c", str(clients), "-d", seconds, "--latency",
-                              f"{self.system.base}/livez"],
-                             capture_output=True, text=True, timeout=600).stdout
-        figures = dict(re.findall(r"^\s*(50|99)%\s+(\S+)$", out, re.MULTILINE))
-        rate = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
-        if rate is None:
-            return None
-        return {"what": "HTTP floor: GET /livez, by wrk", "clients": clients, "per_s": float(rate.group(1)),
-                "p50_ms": wrk_ms(figures.get("50", "")), "p99_ms": wrk_ms(figures.get("99", ""))}
-
-
-def wrk_ms(text: str) -> float:
-    """wrk's latency ("850.00us", "1.23ms", "2.01s") in milliseconds."""
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if match is None:
-        return float("nan")
-    return round(float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)], 2)

@@ -50,6 +50,19 @@ class Design:
     srn_prefix: str  # of the records its inserts create
 
 
+def insert_cell(base: str, containers: dict[str, str], idle: dict[str, float], clients: int, seconds: float,
+                srn_prefix: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """One design's (or variant's) turn in a round: `clients` of inserts by wrk with the CPU per
+    insert of `containers` (idle taken off), then one client of inserts. Returns both wrk rows
+    and the CPU figures."""
+    meter = CpuMeter(containers, idle)
+    many = wrk.load(base, clients, seconds, insert_prefix=f"{srn_prefix}M")
+    cpu = meter.per_request(many["requests"])
+    time.sleep(SETTLE_S)
+    one = wrk.load(base, 1, seconds, insert_prefix=f"{srn_prefix}O")
+    return many, cpu, one
+
+
 def rounds(system: System, designs: list[Design], count: int, seconds: float, top: int,
            idle_s: float) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """`count` rounds of both designs alternately: a row per design and round, and the idle cost."""
@@ -68,11 +81,8 @@ def rounds(system: System, designs: list[Design], count: int, seconds: float, to
         for design in order:
             progress(f"round {number + 1}/{count}: {design.name}")
             own_idle = {role: idle[f"{design.name}:{role}"] for role in design.containers}
-            meter = CpuMeter(design.containers, own_idle)
-            many = wrk.load(design.base, top, seconds, insert_prefix=f"{design.srn_prefix}{number}M")
-            cpu = meter.per_request(many["requests"])
-            time.sleep(SETTLE_S)
-            one = wrk.load(design.base, 1, seconds, insert_prefix=f"{design.srn_prefix}{number}O")
+            many, cpu, one = insert_cell(design.base, design.containers, own_idle, top, seconds,
+                                         f"{design.srn_prefix}{number}")
             livez = wrk.load(design.base, 1, min(seconds, 3.0), path="/livez")
             time.sleep(SETTLE_S)
             rows.append({
