@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.messages import SRN_PATTERN, Invalid
+from common.messages import PAGE_MAX, SRN_PATTERN, Invalid
 
 
 @dataclass(frozen=True)
@@ -202,3 +202,41 @@ def clean_record(fields: Mapping[str, list[Any]], *, update: bool = False) -> di
     """A record from a form's or a query string's fields (each with every value it was given)."""
     return (UPDATE if update else RECORD).clean_fields(fields)
 
+
+
+# The replies: what each kind's consumer answers as its `result` (a write's is also the body
+# of its HTTP success), as JSON Schemas. Declared with the kind (common/topology.py); the
+# AsyncAPI document is made from them, the OpenAPI document's answers too, and the unit
+# harness (common/testing.py) and the integration tests hold every real reply to them.
+def obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    """A JSON object of exactly these properties (all required unless `required` says)."""
+    return {"type": "object", "properties": properties,
+            "required": list(properties) if required is None else required, "additionalProperties": False}
+
+
+TEXT: dict[str, Any] = {"type": "string"}
+STORED_KEY = key(say_length=False).cleaned  # an SRN or a SKU as stored: upper-case
+ORDER_ID: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+RECORD_ROW = obj({"Name": TEXT, "SRN": STORED_KEY, "Section": TEXT})
+ITEM_ROW = obj({"SKU": STORED_KEY, "Name": TEXT, "Quantity": {"type": "integer", "minimum": 0}})
+ORDER_ROW = obj({"OrderID": ORDER_ID, "SKU": STORED_KEY, "Quantity": {"type": "integer", "minimum": 1},
+                 "Status": {"const": "placed"}})
+# A stored answer about a student since deleted: its outcome kept, its data erased.
+ERASED = obj({"erased": {"const": True}, "message": TEXT})
+
+
+def or_erased(reply: dict[str, Any]) -> dict[str, Any]:
+    """The answer of a write about a student: erased once the student is deleted."""
+    return {"anyOf": [reply, ERASED]}
+
+
+def page_request(after: dict[str, Any]) -> dict[str, Any]:
+    """A read's message: one page of at most `limit` rows after the key `after` (from the start: null)."""
+    return obj({"limit": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX},
+                "after": {"oneOf": [after, {"type": "null"}]}}, required=[])
+
+
+def page_reply(name: str, row: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """One page of rows, and the key to ask the next one after (null on the last page)."""
+    return obj({name: {"type": "array", "items": row}, "count": {"type": "integer", "minimum": 0},
+                "next_after": {"oneOf": [after, {"type": "null"}]}})

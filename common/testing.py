@@ -10,7 +10,9 @@
 Each message goes through what a delivery from RabbitMQ goes through (parse,
 expiry, the ledger, the transaction, the reply, the acknowledgement after the
 commit, dead-lettering), in `common.consumer.Worker`, so a test says what a
-message becomes without reaching into the loop. The database is any object
+message becomes without reaching into the loop. Every answer of a declared
+kind is held to the kind's declared reply (`Kind.reply`, a JSON Schema): a
+handler whose answer drifts from its declaration fails the test that ran it. The database is any object
 with `run(work)` and `close()`, as `common.db.Database`: the real one, or a
 stand-in of the test's. Waits are recorded in `sleeps`, never slept, unless
 `waits` asks for the consumer's own (on `connection`'s `sleep`).
@@ -31,9 +33,23 @@ from common.config import Settings
 from common.consumer import Delivery, Worker
 from common.core import Handler
 from common.messages import CONTENT_TYPE
+from common.topology import KIND
 
 SETTINGS_ENV = {"RABBITMQ_HOST": "in-memory", "RABBITMQ_USER": "test", "RABBITMQ_PASSWORD": "test",
                 "MYSQL_USER": "test", "MYSQL_PASSWORD": "test"}
+
+
+def held_to_its_declaration(routing_key: str, reply: dict[str, Any]) -> None:
+    """Raise AssertionError if the answer of a declared kind is not what the kind declares."""
+    kind = KIND.get(routing_key)
+    if kind is None or reply.get("ok") is not True:
+        return
+    # Imported here: a test dependency (schemathesis' too), and this module is for tests only.
+    from jsonschema import Draft202012Validator
+
+    errors = [error.message for error in Draft202012Validator(kind.reply).iter_errors(reply.get("result"))]
+    if errors:
+        raise AssertionError(f"{routing_key}'s answer is not its declared reply: {errors}")
 
 
 class RecordingChannel:
@@ -71,6 +87,7 @@ class InMemoryQueue:
             self.worker._sleep = self._sleep  # type: ignore[method-assign]
         self._inbox: deque[Delivery] = deque()
         self._tags = 0
+        self._keys: dict[str, str] = {}  # correlation id -> routing key, to check each reply
 
     def _sleep(self, seconds: float, connection: Any = None, healthy: bool = True) -> None:
         self.sleeps.append(seconds)
@@ -86,6 +103,7 @@ class InMemoryQueue:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         props = BasicProperties(content_type=content_type, message_id=request_id,
                                 correlation_id=correlation_id or request_id, reply_to="caller")
+        self._keys[props.correlation_id] = routing_key
         method = Basic.Deliver(delivery_tag=self._tags, redelivered=redelivered, routing_key=routing_key)
         self._inbox.append(Delivery(self.worker.handlers[routing_key], method, props, body))
         return self._tags
@@ -96,7 +114,10 @@ class InMemoryQueue:
         start, channel = len(self.log), RecordingChannel(self.log, self.reply_ids)
         while self._inbox:
             self.worker._process_next(self.connection, channel, self._inbox)
-        return [entry[2] for entry in self.log[start:] if entry[0] == "reply"]
+        replies = [entry for entry in self.log[start:] if entry[0] == "reply"]
+        for _, correlation_id, reply in replies:
+            held_to_its_declaration(self._keys.get(correlation_id, ""), reply)
+        return [reply for _, _, reply in replies]
 
     def call(self, routing_key: str, payload: dict[str, Any] | bytes, **options: Any) -> dict[str, Any]:
         """One message published and delivered alone; its reply."""

@@ -8,10 +8,28 @@ overflow, the maximum length) is the queues' policy, `work_queue_policy`, which
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from common.models import ITEM, ORDER, RECORD, STOCK_CHANGE, UPDATE, Model
+from common.messages import FINGERPRINT_PATTERN, MESSAGE_MAX, REQUEST_ID_PATTERN
+from common.models import (
+    ITEM,
+    ITEM_ROW,
+    ORDER,
+    ORDER_ID,
+    ORDER_ROW,
+    RECORD,
+    RECORD_ROW,
+    STOCK_CHANGE,
+    STORED_KEY,
+    TEXT,
+    UPDATE,
+    Model,
+    obj,
+    or_erased,
+    page_reply,
+    page_request,
+)
 
 EXCHANGE = "microservices"
 DEAD_LETTER_EXCHANGE = "microservices.dlx"
@@ -35,8 +53,8 @@ READ_ORDERS = "read_orders"
 class Kind:
     """One message kind of the contract, declared once: everything else that lists kinds
     (the queues, the producer's routes and success statuses, each service's queue
-    permissions, the tests' lists) is made from KINDS, and the documents are checked
-    against it (tests/unit/test_kinds.py)."""
+    permissions, the OpenAPI and AsyncAPI documents, the tests' lists) is made from KINDS,
+    and what is written by hand is checked against it (tests/unit/test_kinds.py)."""
 
     key: str  # the routing key, and the name of its durable quorum queue
     method: str  # the HTTP request the producer turns into this message
@@ -44,22 +62,71 @@ class Kind:
     service: str  # the compose service whose consumer handles it
     write: bool = False  # recorded in the request ledger; a 202 when its consumer is late
     status: int = 200  # the HTTP status of its success
-    # The model of a write's payload on the bus (docs/asyncapi.yaml's, checked by test_kinds).
+    # The model of a write's JSON body, which is also its payload on the bus as cleaned.
     body: Model | None = None
+    # Without a body model: the JSON Schema of its payload on the bus (None: no parameters).
+    payload: dict[str, Any] | None = field(default=None, compare=False)
+    # The JSON Schema of its reply's `result` (for a write, the body of its HTTP success).
+    reply: dict[str, Any] = field(default_factory=lambda: {"type": "object"}, compare=False)
+    # What its handler may do in MySQL, (privileges, table) as a GRANT says them: its service's
+    # account gets these (common/accounts.py), and a write's the ledger's reading and adding.
+    grants: tuple[tuple[str, str], ...] = ()
+
+    def message_schema(self) -> dict[str, Any]:
+        """The JSON Schema of its message's payload, as its consumer takes it off the queue."""
+        if self.body is not None:
+            return self.body.cleaned_schema()
+        schema = self.payload or obj({})
+        if self.write:
+            return schema
+        # A read expires: the producer stamps the time it sends one (common.messages.stamped).
+        return {**schema, "properties": {**schema["properties"], "sent_at": SENT_AT},
+                "required": [*schema["required"], "sent_at"]}
+
+
+SENT_AT = {"type": "number",
+           "description": "Unix time the request was sent; older than REQUEST_TIMEOUT_S is dropped."}
+RECORD_REPLY = or_erased(obj({"record": RECORD_ROW}))
+ITEM_REPLY = obj({"item": ITEM_ROW})
 
 
 KINDS = (
-    Kind(HEALTH_CHECK, "GET", "/health_check", "consumer_one"),
-    Kind(INSERT_RECORD, "POST", "/insert_record", "consumer_two", write=True, status=201, body=RECORD),
-    Kind(DELETE_RECORD, "GET", "/delete_record", "consumer_three", write=True),
-    Kind(READ_DATABASE, "GET", "/read_database", "consumer_four"),
-    Kind(UPDATE_RECORD, "POST", "/update_record", "consumer_five", write=True, body=UPDATE),
-    Kind(REQUEST_STATUS, "GET", "/requests/<request_id>", "consumer_four"),
-    Kind(CREATE_ITEM, "POST", "/items", "inventory_items", write=True, status=201, body=ITEM),
-    Kind(READ_ITEMS, "GET", "/items", "inventory_items"),
-    Kind(ADJUST_STOCK, "POST", "/items/<sku>/stock", "inventory_items", write=True, body=STOCK_CHANGE),
-    Kind(PLACE_ORDER, "POST", "/orders", "inventory_orders", write=True, status=201, body=ORDER),
-    Kind(READ_ORDERS, "GET", "/orders", "inventory_orders"),
+    Kind(HEALTH_CHECK, "GET", "/health_check", "consumer_one",
+         payload=obj({"message": {"type": "string", "minLength": 1, "maxLength": MESSAGE_MAX}}),
+         reply=obj({"status": {"const": "ok"}, "message": TEXT, "consumer": {"const": "consumer_one"}})),
+    Kind(INSERT_RECORD, "POST", "/insert_record", "consumer_two", write=True, status=201, body=RECORD,
+         reply=RECORD_REPLY, grants=(("INSERT", "students"),)),
+    # A delete erases the student's data from the ledger's answers (UPDATE of the answer and its
+    # subject); its service also deletes expired entries (DELETE). SELECT ... FOR UPDATE needs
+    # SELECT and one of UPDATE, DELETE or LOCK TABLES.
+    Kind(DELETE_RECORD, "GET", "/delete_record", "consumer_three", write=True,
+         payload=obj({"SRN": STORED_KEY}), reply=or_erased(obj({"deleted": RECORD_ROW})),
+         grants=(("SELECT, DELETE", "students"), ("UPDATE (reply, subject), DELETE", "requests"))),
+    Kind(READ_DATABASE, "GET", "/read_database", "consumer_four",
+         payload=page_request(STORED_KEY), reply=page_reply("records", RECORD_ROW, STORED_KEY),
+         grants=(("SELECT", "students"),)),
+    Kind(UPDATE_RECORD, "POST", "/update_record", "consumer_five", write=True, body=UPDATE,
+         reply=RECORD_REPLY, grants=(("SELECT, UPDATE (name, section)", "students"),)),
+    # The answer a finished write was given, as its ledger entry keeps it (ok and result, or error).
+    Kind(REQUEST_STATUS, "GET", "/requests/<request_id>", "consumer_four",
+         payload=obj({"request_id": {"type": "string", "pattern": f"^{REQUEST_ID_PATTERN.pattern}$"},
+                      "asked": {"type": "string", "pattern": f"^{FINGERPRINT_PATTERN.pattern}$"}}),
+         reply=obj({"routing_key": TEXT, "reply": {"type": "object", "required": ["ok"]}}),
+         grants=(("SELECT", "requests"),)),
+    Kind(CREATE_ITEM, "POST", "/items", "inventory_items", write=True, status=201, body=ITEM,
+         reply=ITEM_REPLY, grants=(("SELECT, INSERT", "items"),)),
+    Kind(READ_ITEMS, "GET", "/items", "inventory_items",
+         payload=page_request(STORED_KEY), reply=page_reply("items", ITEM_ROW, STORED_KEY),
+         grants=(("SELECT", "items"),)),
+    Kind(ADJUST_STOCK, "POST", "/items/<sku>/stock", "inventory_items", write=True, body=STOCK_CHANGE,
+         reply=ITEM_REPLY, grants=(("SELECT, UPDATE (quantity)", "items"),)),
+    # An order takes its stock in the same transaction.
+    Kind(PLACE_ORDER, "POST", "/orders", "inventory_orders", write=True, status=201, body=ORDER,
+         reply=obj({"order": ORDER_ROW}),
+         grants=(("SELECT, INSERT", "orders"), ("SELECT, UPDATE (quantity)", "items"))),
+    Kind(READ_ORDERS, "GET", "/orders", "inventory_orders",
+         payload=page_request(ORDER_ID), reply=page_reply("orders", ORDER_ROW, ORDER_ID),
+         grants=(("SELECT", "orders"),)),
 )
 KIND = {kind.key: kind for kind in KINDS}
 # One durable quorum queue per routing key, bound under its own name.

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document of the producer's HTTP API, served at GET /openapi.json.
 
 Written out from docs/contract.md, with every body a client sends made from its
-model (common/models.py); tests keep it true (every route of the app is here and
+model and every answer from its kind's declared reply (common/models.py,
+common/topology.py); tests keep it true (every route of the app is here and
 nothing else, and schemathesis checks live answers against it). A declared kind
 written out nowhere here (a new one the producer serves from its declaration alone)
 gets an operation made from that declaration.
@@ -12,8 +13,31 @@ from __future__ import annotations
 from typing import Any
 
 from common.messages import MESSAGE_MAX, PAGE_MAX, READ_PAGE, REQUEST_ID_PATTERN
-from common.models import ITEM, ORDER, RECORD, SKU, STOCK_DELTA, UPDATE
-from common.topology import KINDS, Kind
+from common.models import (
+    ITEM,
+    ITEM_ROW,
+    ORDER,
+    ORDER_ID,
+    ORDER_ROW,
+    RECORD,
+    RECORD_ROW,
+    SKU,
+    STOCK_DELTA,
+    UPDATE,
+    obj,
+)
+from common.topology import (
+    ADJUST_STOCK,
+    CREATE_ITEM,
+    DELETE_RECORD,
+    HEALTH_CHECK,
+    INSERT_RECORD,
+    KIND,
+    KINDS,
+    PLACE_ORDER,
+    UPDATE_RECORD,
+    Kind,
+)
 
 JSON = "application/json"
 REQUEST_ID_HEADER = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
@@ -39,14 +63,6 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ref("Error"), descriptions[s]) for s in (*statuses, 401, 403)}
 
 
-def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required or list(properties),
-            "additionalProperties": False}
-
-
-# A stored answer about a student since deleted: its status kept, its data erased (docs/contract.md).
-ERASED = _object({"erased": {"const": True}, "message": {"type": "string"}})
-
 REQUEST_ID = {"name": "X-Request-ID", "in": "header", "required": False,
               "description": (
                   "Kept when 1-64 of [A-Za-z0-9._-], otherwise replaced; always returned. Requests "
@@ -62,7 +78,6 @@ ITEM_INPUT = ITEM.sent_schema()
 SKU_INPUT = SKU.rule.sent
 DELTA_INPUT = STOCK_DELTA.sent_schema()
 ORDER_INPUT = ORDER.sent_schema()
-ORDER_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 ACCEPTED = {"202": {
     "description": "RabbitMQ confirmed the write, the consumer has not answered yet: it will be done",
     "headers": {"Location": {"schema": {"type": "string"}}, **REQUEST_ID_HEADER},
@@ -102,8 +117,8 @@ def _paged(summary: str, name: str, row: dict[str, Any], key: str,
              "schema": key_schema},
         ],
         "responses": {"200": _json({"oneOf": [
-            _object({name: rows, "count": {"type": "integer", "minimum": 0}}),
-            _object({name: rows,
+            obj({name: rows, "count": {"type": "integer", "minimum": 0}}),
+            obj({name: rows,
                      "count": {"type": "integer", "minimum": 0, "description": "Rows in this page"},
                      "next_after": {"oneOf": [key_schema, {"type": "null"}]}}),
         ]}, f"All {name}, or one page of them"),
@@ -118,10 +133,10 @@ def _declared(kind: Kind) -> dict[str, Any]:
     summary = f"{kind.key} ({kind.service})"
     if kind.body is not None:
         operation: dict[str, Any] = _json_write(summary, kind.body.sent_schema(), str(kind.status),
-                                                {"type": "object"}, "Done", 409)["post"]
+                                                kind.reply, "Done", 409)["post"]
         return operation
     return {"summary": summary, "parameters": [REQUEST_ID],
-            "responses": {str(kind.status): _json({"type": "object"}, "The consumer's answer"),
+            "responses": {str(kind.status): _json(kind.reply, "The consumer's answer"),
                           **_errors(400, 503, 504)}}
 
 
@@ -134,8 +149,12 @@ def document() -> dict[str, Any]:
     return described
 
 
+def _stored(status: int) -> dict[str, Any]:
+    """The answers GET /requests/<id> replays with `status`: those of the writes that succeed with it."""
+    return {"anyOf": [kind.reply for kind in KINDS if kind.write and kind.status == status]}
+
+
 def _described() -> dict[str, Any]:
-    record = _ref("Record")
     return {
         "openapi": "3.1.0",
         "info": {"title": "Student records and inventory over RabbitMQ", "version": "1.1.0",
@@ -152,9 +171,7 @@ def _described() -> dict[str, Any]:
                 "parameters": [REQUEST_ID, {"name": "message", "in": "query", "required": True,
                                             "schema": {"type": "string", "minLength": 1,
                                                        "maxLength": MESSAGE_MAX}}],
-                "responses": {"200": _json(_object({
-                    "status": {"const": "ok"}, "message": {"type": "string"},
-                    "consumer": {"const": "consumer_one"}}), "consumer_one acknowledged it"),
+                "responses": {"200": _json(KIND[HEALTH_CHECK].reply, "consumer_one acknowledged it"),
                     **_errors(400, 503, 504)},
             }},
             "/insert_record": {"post": {
@@ -164,17 +181,17 @@ def _described() -> dict[str, Any]:
                     JSON: {"schema": RECORD_INPUT},
                     "application/x-www-form-urlencoded": {"schema": RECORD_INPUT},
                     "multipart/form-data": {"schema": RECORD_INPUT}}},
-                "responses": {"201": _json({"anyOf": [_object({"record": record}), ERASED]},
+                "responses": {"201": _json(KIND[INSERT_RECORD].reply,
                                            "The row is committed (a retry after the record was "
                                            "deleted: erased)"),
                               **ACCEPTED, **_errors(400, 409, 413, 415, 503)},
             }},
             "/read_database": _paged("Every record, or one page of them, ordered by SRN (consumer_four)",
-                                     "records", record, "SRN", SRN),
+                                     "records", RECORD_ROW, "SRN", SRN),
             "/delete_record": {"get": {
                 "summary": "Delete the record of one SRN (consumer_three)",
                 "parameters": [REQUEST_ID, {"name": "SRN", "in": "query", "required": True, "schema": SRN}],
-                "responses": {"200": _json(_object({"deleted": record}), "The row is gone"),
+                "responses": {"200": _json(KIND[DELETE_RECORD].reply, "The row is gone"),
                               **ACCEPTED, **_errors(400, 404, 409, 503)},
             }},
             "/update_record": {"post": {
@@ -184,27 +201,27 @@ def _described() -> dict[str, Any]:
                     JSON: {"schema": UPDATE_INPUT},
                     "application/x-www-form-urlencoded": {"schema": UPDATE_INPUT},
                     "multipart/form-data": {"schema": UPDATE_INPUT}}},
-                "responses": {"200": _json({"anyOf": [_object({"record": record}), ERASED]},
+                "responses": {"200": _json(KIND[UPDATE_RECORD].reply,
                                            "The stored record (a retry after the record was deleted: "
                                            "erased)"),
                               **ACCEPTED, **_errors(400, 404, 409, 413, 415, 503)},
             }},
             "/items": {
                 **_json_write("Create an item (inventory_items)", ITEM_INPUT, "201",
-                              _object({"item": _ref("Item")}), "The item is stored", 409),
+                              KIND[CREATE_ITEM].reply, "The item is stored", 409),
                 **_paged("Every item with its stock, or one page of them, ordered by SKU (inventory_items)",
-                         "items", _ref("Item"), "SKU", SKU_INPUT),
+                         "items", ITEM_ROW, "SKU", SKU_INPUT),
             },
             "/items/{sku}/stock": _json_write(
                 "Add to (Delta > 0) or take from (Delta < 0) an item's stock (inventory_items)",
-                DELTA_INPUT, "200", _object({"item": _ref("Item")}), "The item with its new Quantity",
+                DELTA_INPUT, "200", KIND[ADJUST_STOCK].reply, "The item with its new Quantity",
                 404, 409, parameters=({"name": "sku", "in": "path", "required": True, "schema": SKU_INPUT},)),
             "/orders": {
                 **_json_write("Place an order; its stock is taken in the same transaction (inventory_orders)",
-                              ORDER_INPUT, "201", _object({"order": _ref("Order")}), "The order is placed",
+                              ORDER_INPUT, "201", KIND[PLACE_ORDER].reply, "The order is placed",
                               404, 409),
                 **_paged("Every order, or one page of them, oldest first (inventory_orders)",
-                         "orders", _ref("Order"), "OrderID", ORDER_ID),
+                         "orders", ORDER_ROW, "OrderID", ORDER_ID),
             },
             "/requests/{request_id}": {"get": {
                 "summary": "The stored answer of a finished write",
@@ -218,36 +235,28 @@ def _described() -> dict[str, Any]:
                                                "409 request_id_conflict, never passed off as this one's.",
                                 "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}],
                 "responses": {
-                    "200": _json({"anyOf": [_object({"deleted": record}), _object({"record": record}),
-                                            _object({"item": _ref("Item")}), ERASED]},
-                                 "A finished delete, update or stock change"),
-                    "201": _json({"anyOf": [_object({"record": record}), _object({"item": _ref("Item")}),
-                                            _object({"order": _ref("Order")}), ERASED]},
-                                 "A finished insert, item creation or order"),
+                    "200": _json(_stored(200), "A finished delete, update or stock change"),
+                    "201": _json(_stored(201), "A finished insert, item creation or order"),
                     **_errors(400, 404, 409, 503, 504)},
             }},
             "/openapi.json": {"get": {"summary": "This document", "responses": {
                 "200": _json({"type": "object"}, "The OpenAPI 3.1 document")}}},
+            "/asyncapi.json": {"get": {"summary": "The AsyncAPI 3.0 document of the messages on the bus",
+                                       "responses": {"200": _json({"type": "object"}, "AsyncAPI 3.0")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics of the producer", "responses": {"200": {
                 "description": "Prometheus text format", "headers": REQUEST_ID_HEADER,
                 "content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors()}}},
             "/livez": {"get": {"summary": "The process runs", "responses": {
-                "200": _json(_object({"status": {"const": "alive"}}), "Alive")}}},
+                "200": _json(obj({"status": {"const": "alive"}}), "Alive")}}},
             "/readyz": {"get": {"summary": "Connected to RabbitMQ", "responses": {
-                "200": _json(_object({"status": {"const": "ready"}}), "Ready"), **_errors(503)}}},
+                "200": _json(obj({"status": {"const": "ready"}}), "Ready"), **_errors(503)}}},
         },
         "components": {
             "headers": {"RequestId": {"schema": {"type": "string",
                                                  "pattern": f"^{REQUEST_ID_PATTERN.pattern}$"}}},
             "schemas": {
-                "Record": _object({f.name: {"type": "string"} for f in RECORD.fields}),
-                "Item": _object({"SKU": {"type": "string"}, "Name": {"type": "string"},
-                                 "Quantity": {"type": "integer", "minimum": 0}}),
-                "Order": _object({"OrderID": {"type": "integer"}, "SKU": {"type": "string"},
-                                  "Quantity": {"type": "integer", "minimum": 1},
-                                  "Status": {"const": "placed"}}),
-                "Accepted": _object({"status": {"const": "accepted"}, "request_id": {"type": "string"}}),
-                "Error": _object({"error": {"type": "string"}, "message": {"type": "string"},
+                "Accepted": obj({"status": {"const": "accepted"}, "request_id": {"type": "string"}}),
+                "Error": obj({"error": {"type": "string"}, "message": {"type": "string"},
                                   "request_id": {"type": "string"},
                                   "details": {"type": "object", "additionalProperties": {"type": "string"}}},
                                  ["error", "message", "request_id"]),

@@ -50,6 +50,7 @@ from common.topology import (
     Kind,
 )
 from producer import metrics
+from producer.asyncapi import document as asyncapi_document
 from producer.broker import Broker, BrokerUnavailable, RequestIdConflict
 from producer.openapi import document as openapi_document
 
@@ -87,7 +88,7 @@ STATUS_OF_ERROR = {
 
 PROBE_PATHS = ("/livez", "/readyz", "/metrics")
 # Open even when API_TOKEN is set: health checks, the HTML pages, the API document.
-OPEN_PATHS = (*PROBE_PATHS, "/", "/docs", "/openapi.json")
+OPEN_PATHS = (*PROBE_PATHS, "/", "/docs", "/openapi.json", "/asyncapi.json")
 # The success status of each write, for replaying its stored answer.
 SUCCESS_STATUS = {kind.key: kind.status for kind in KINDS if kind.write}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -402,6 +403,12 @@ def docs() -> Response:
 @api.get("/openapi.json")
 def openapi() -> Response:
     return jsonify(openapi_document())
+
+
+@api.get("/asyncapi.json")
+def asyncapi() -> Response:
+    """The AsyncAPI document of the bus, made from the declarations as /openapi.json is."""
+    return jsonify(asyncapi_document())
 
 
 @api.get("/metrics")

@@ -22,7 +22,7 @@ import requests
 
 from scripts.copies import Copy, copy_values, throwaway_copy
 from tests.support import ARTIFACTS, PROJECT, ROOT, json_of, unique_srn
-from tests.unit.test_adding_a_service import PAGE, blocks  # the page, read one way
+from tests.unit.test_adding_a_service import KINDS_END, PAGE, blocks, declaration  # the page, read one way
 
 # Not part of a user's clone, or rebuilt by the tools: left out of the copy.
 NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "node_modules", "artifacts", "__pycache__",
@@ -46,22 +46,19 @@ def edit(path: Path, old: str, new: str, step: str) -> None:
 def follow_the_page(tree: Path) -> None:
     """Steps 1 to 5 of the page, in `tree`, with the page's own code (step 3 has none)."""
     # 1. The routing key, and its declaration at the end of KINDS.
-    declaration = block("python", "KINDS = (")
-    assert 'COUNT_RECORDS = "count_records"' in declaration
-    [kind] = [line for line in declaration.splitlines() if line.strip().startswith("Kind(")]
+    assert 'COUNT_RECORDS = "count_records"' in block("python", "KINDS = (")
     edit(tree / "common" / "topology.py", 'READ_ORDERS = "read_orders"\n',
          'READ_ORDERS = "read_orders"\nCOUNT_RECORDS = "count_records"\n', "1. the routing key")
-    last = '    Kind(READ_ORDERS, "GET", "/orders", "inventory_orders"),\n'
-    edit(tree / "common" / "topology.py", last, last + kind + "\n", "1. the declaration")
+    edit(tree / "common" / "topology.py", KINDS_END, "\n" + declaration() + KINDS_END[1:],
+         "1. the declaration")
     # 2. The handler: a folder with an empty __init__.py and the page's file.
     (tree / "consumer_six").mkdir()
     (tree / "consumer_six" / "__init__.py").write_text("")
     (tree / "consumer_six" / "counting.py").write_text(block("python", "HANDLER = Read("))
     # 3. The route: nothing to write, the declaration makes it.
     assert "## 3. The route: nothing to write" in PAGE, "3. the route"
-    # 4. Its accounts, in SERVICES before the operator.
-    edit(tree / "common" / "accounts.py", "    OPERATOR: Account(),\n",
-         block("python", '"consumer_six": Account(') + "    OPERATOR: Account(),\n", "4. the accounts")
+    # 4. Its accounts: nothing to write, they are made from the declaration.
+    assert "## 4. Its accounts: nothing to write" in PAGE, "4. the accounts"
     # 5. The compose entry, among the services, and its password for migrate.
     edit(tree / "docker-compose.yml", "\nvolumes:\n", "\n" + block("yaml", "consumer_six:") + "\nvolumes:\n",
          "5. the compose entry")
@@ -94,6 +91,10 @@ def test_following_the_page_gives_a_service_that_answers(copy_with_a_new_service
     assert stored.status_code == 201, stored.text
     counted = requests.get(f"{base}/count_records", timeout=15)
     assert (counted.status_code, json_of(counted)) == (200, {"count": 1})
+    # The documents follow the declaration by themselves: its route, and its channel on the bus.
+    assert "/count_records" in requests.get(f"{base}/openapi.json", timeout=15).json()["paths"]
+    channels = requests.get(f"{base}/asyncapi.json", timeout=15).json()["channels"]
+    assert channels["count_records"]["address"] == "count_records"
     # `make status`: the queue with its consumer, and its binding from the exchange.
     status = subprocess.run(
         [sys.executable, str(tree / "scripts" / "stack.py"), "--env-file", str(copy.env_file), "status"],

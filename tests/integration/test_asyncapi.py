@@ -1,4 +1,5 @@
-"""docs/asyncapi.yaml against real traffic: messages captured from the exchange, and real replies."""
+"""The AsyncAPI document the producer serves (GET /asyncapi.json) against real traffic: messages
+captured from the exchange, and real replies, each held to its kind's declared shapes."""
 
 from __future__ import annotations
 
@@ -11,24 +12,47 @@ from typing import Any
 import pika
 import pytest
 import requests
-import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.support import ROOT, ROUTING_KEYS, SystemCopy, status_path, unique_srn
-
-DOCUMENT = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text(encoding="utf-8"))
-REGISTRY = Registry().with_resource(
-    "urn:asyncapi", Resource.from_contents(DOCUMENT, default_specification=DRAFT202012))
+from tests.support import ROUTING_KEYS, SystemCopy, status_path, unique_srn
 
 
-def validator(channel: str) -> Draft202012Validator:
-    """The payload schema of the one message of a channel of the document."""
-    [message] = DOCUMENT["channels"][channel]["messages"].values()
-    name = message["$ref"].rsplit("/", 1)[1]
-    return Draft202012Validator({"$ref": f"urn:asyncapi#/components/messages/{name}/payload"},
-                                registry=REGISTRY)
+class Document:
+    """The served document, and a validator of each channel's request and of its replies."""
+
+    def __init__(self, served: dict[str, Any]) -> None:
+        self.served = served
+        self.registry = Registry().with_resource(
+            "urn:asyncapi", Resource.from_contents(served, default_specification=DRAFT202012))
+
+    def _payload(self, channel_message_ref: str) -> Draft202012Validator:
+        """The payload schema of a channel's message, named by its `#/channels/...` $ref."""
+        channel, _, message = channel_message_ref.removeprefix("#/channels/").partition("/messages/")
+        component = self.served["channels"][channel]["messages"][message]["$ref"].removeprefix("#")
+        return Draft202012Validator({"$ref": f"urn:asyncapi#{component}/payload"}, registry=self.registry)
+
+    def operation(self, key: str) -> dict[str, Any]:
+        found: list[dict[str, Any]] = [op for op in self.served["operations"].values()
+                                       if op["channel"]["$ref"] == f"#/channels/{key}"]
+        assert len(found) == 1, key
+        return found[0]
+
+    def request(self, key: str) -> Draft202012Validator:
+        return self._payload(self.operation(key)["messages"][0]["$ref"])
+
+    def reply(self, key: str, ok: bool) -> Draft202012Validator:
+        """The kind's answer when `ok`, otherwise the error every kind may answer."""
+        answer, error = self.operation(key)["reply"]["messages"]
+        return self._payload((answer if ok else error)["$ref"])
+
+
+@pytest.fixture(scope="module")
+def document(stack: SystemCopy) -> Document:
+    served = requests.get(f"{stack.base_url}/asyncapi.json", timeout=15)
+    assert served.status_code == 200 and served.json()["asyncapi"] == "3.0.0"
+    return Document(served.json())
 
 
 @pytest.fixture
@@ -49,15 +73,15 @@ def drain(channel: Any, queue: str, expected: int, timeout: float = 15) -> list[
     return got
 
 
-def test_document_names_the_real_topology(stack: SystemCopy) -> None:
+def test_document_names_the_real_topology(stack: SystemCopy, document: Document) -> None:
     for key in ROUTING_KEYS:
-        binding = DOCUMENT["channels"][key]["bindings"]["amqp"]["exchange"]
+        binding = document.served["channels"][key]["bindings"]["amqp"]["exchange"]
         assert (binding["name"], binding["type"]) == ("microservices", "direct")
     bound = {b["routing_key"] for b in stack.management("exchanges/%2F/microservices/bindings/source")}
     assert bound == set(ROUTING_KEYS)
 
 
-def test_captured_requests_match_the_document(stack: SystemCopy, channel: Any) -> None:
+def test_captured_requests_match_the_document(stack: SystemCopy, document: Document, channel: Any) -> None:
     tap = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
     for key in ROUTING_KEYS:
         channel.queue_bind(tap, "microservices", key)
@@ -86,7 +110,7 @@ def test_captured_requests_match_the_document(stack: SystemCopy, channel: Any) -
     assert len({props.correlation_id for _, props, _ in captured}) == len(captured)
     for method, props, body in captured:
         payload = json.loads(body)
-        errors = [e.message for e in validator(method.routing_key).iter_errors(payload)]
+        errors = [e.message for e in document.request(method.routing_key).iter_errors(payload)]
         assert errors == [], (method.routing_key, payload)
         assert props.content_type == "application/json" and props.delivery_mode == 2
         # RabbitMQ hands the consumer the caller's own reply-to address (a suffix per channel).
@@ -96,7 +120,7 @@ def test_captured_requests_match_the_document(stack: SystemCopy, channel: Any) -
         assert props.reply_to.startswith("amq.rabbitmq.reply-to.")
 
 
-def test_real_replies_match_the_document(stack: SystemCopy, channel: Any) -> None:
+def test_real_replies_match_the_document(stack: SystemCopy, document: Document, channel: Any) -> None:
     replies = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
     srn = unique_srn("Z")
     requests_sent = {
@@ -113,13 +137,15 @@ def test_real_replies_match_the_document(stack: SystemCopy, channel: Any) -> Non
         "read_orders": {"sent_at": time.time()},
     }
     for key, payload in requests_sent.items():  # in this order: the insert precedes its delete
-        assert validator(key).is_valid(payload)
+        assert document.request(key).is_valid(payload)
         channel.basic_publish("microservices", key, json.dumps(payload).encode(), pika.BasicProperties(
             content_type="application/json", delivery_mode=2, message_id=f"direct-{key}-{srn}",
             correlation_id=f"call-{key}", reply_to=replies))
         [(_, props, body)] = drain(channel, replies, expected=1)
         reply = json.loads(body)
-        assert [e.message for e in validator("reply").iter_errors(reply)] == [], (key, reply)
+        # An answer is its kind's declared reply; a refusal, the error every kind may answer.
+        errors = [e.message for e in document.reply(key, ok=reply.get("ok") is True).iter_errors(reply)]
+        assert errors == [], (key, reply)
         # The reply echoes the request's correlation id; its message_id is the request id.
         assert (props.correlation_id, props.message_id) == (f"call-{key}", f"direct-{key}-{srn}")
         assert reply["ok"] is (key != "request_status"), reply  # the unknown id is refused

@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from common import accounts, declare, topology
 from common.core import Handler, Message
 from producer import producer
@@ -19,10 +21,18 @@ from producer import producer
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = (ROOT / "docs" / "adding-a-service.md").read_text(encoding="utf-8")
 NEW_NAMES = {"COUNT_RECORDS"}  # what the walk-through itself adds
+# Where the walk-through's declaration goes: the end of KINDS.
+KINDS_END = "\n)\nKIND = {kind.key: kind for kind in KINDS}\n"
 
 
 def blocks(language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", PAGE, re.MULTILINE | re.DOTALL)
+
+
+def declaration() -> str:
+    """The page's new entry of KINDS (`    Kind(...),`, over one line or more), as written."""
+    [block] = [b for b in blocks("python") if "KINDS = (" in b]
+    return block[block.index("    Kind("):block.rindex("\n)")] + "\n"
 
 
 def handler_module() -> dict[str, Any]:
@@ -80,15 +90,19 @@ def test_the_producer_and_topology_names_it_uses_exist() -> None:
         ROOT / "producer" / "producer.py").read_text(encoding="utf-8")
 
 
-def test_the_declaration_line_fits_the_table_of_kinds() -> None:
-    """The page's `Kind(...)` line, evaluated as the code would, is a read of consumer_six."""
-    [block] = [b for b in blocks("python") if "KINDS = (" in b]
-    [line] = [text.strip().rstrip(",") for text in block.splitlines() if text.strip().startswith("Kind(")]
-    kind = eval(line, {"Kind": topology.Kind, "COUNT_RECORDS": "count_records"})  # noqa: S307 - our own docs
-    assert kind == topology.Kind("count_records", "GET", "/count_records", "consumer_six")
+def test_the_declaration_fits_the_table_of_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's `Kind(...)`, evaluated in common/topology.py's names, is a read of consumer_six
+    whose answer, account and documents follow from it."""
+    names = {**vars(topology), "COUNT_RECORDS": "count_records"}
+    kind = eval(declaration().strip().rstrip(","), names)  # noqa: S307 - our own docs
+    assert kind == topology.Kind("count_records", "GET", "/count_records", "consumer_six",
+                                 grants=(("SELECT", "students"),))
+    assert kind.reply["properties"] == {"count": {"type": "integer", "minimum": 0}}
     assert producer.declared_view(kind) is not None, "step 3 says the declaration alone serves it"
-    assert '    Kind(READ_ORDERS, "GET", "/orders", "inventory_orders"),\n)' in (
-        ROOT / "common" / "topology.py").read_text(encoding="utf-8")
+    assert KINDS_END in (ROOT / "common" / "topology.py").read_text(encoding="utf-8")
+    # Step 4: its account is made from it.
+    monkeypatch.setattr(topology, "KINDS", (*topology.KINDS, kind))
+    assert accounts.consumer_account("consumer_six").grants == (("SELECT", "students"),)
 
 
 def test_the_compose_entry_and_the_dockerfile_stage_fit() -> None:
@@ -106,16 +120,6 @@ def test_the_compose_entry_and_the_dockerfile_stage_fit() -> None:
     assert 'files = ["."]' in pyproject  # mypy checks a new folder without being told
 
 
-def test_the_account_line_fits_the_accounts_table() -> None:
-    """The page's line is one more entry of SERVICES, put before the operator's."""
-    [line] = [b for b in blocks("python") if '"consumer_six": Account(' in b]
-    [entry] = ast.parse("{" + line + "}", mode="eval").body.keys  # type: ignore[attr-defined]
-    assert isinstance(entry, ast.Constant) and entry.value == "consumer_six"
-    assert '("SELECT", "students")' in line
-    assert "    OPERATOR: Account(),\n" in (ROOT / "common" / "accounts.py").read_text(encoding="utf-8")
-    assert isinstance(accounts.SERVICES["consumer_five"], accounts.Account)
-
-
 def test_the_view_it_shows_is_the_producers() -> None:
     """Step 3's example of a view of its own is the producer's code as it is."""
     [view] = [b for b in blocks("python") if "@serves(" in b]
@@ -125,5 +129,5 @@ def test_the_view_it_shows_is_the_producers() -> None:
 def test_the_files_it_points_at_exist() -> None:
     for path in ("common/topology.py", "common/consumer.py", "producer/producer.py", "producer/openapi.py",
                  "common/accounts.py", "tests/unit/test_kinds.py", "tests/unit/test_consumers.py",
-                 "docs/asyncapi.yaml"):
+                 "producer/asyncapi.py"):
         assert path in PAGE and (ROOT / path).exists(), path

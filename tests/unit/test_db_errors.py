@@ -151,7 +151,7 @@ def test_a_misconfigured_database_keeps_the_message_and_reports_unhealthy(
                 self.failures -= 1
                 raise DatabaseMisconfigured("Access denied for user 'app'@'%'")
             events.append("commit")
-            return [{"ok": True, "result": {"record": "stored"}}]
+            return [{"ok": True, "result": {"record": {"Name": "A", "SRN": "S1", "Section": "B"}}}]
 
         def close(self) -> None: ...
 
@@ -159,7 +159,8 @@ def test_a_misconfigured_database_keeps_the_message_and_reports_unhealthy(
     queue = InMemoryQueue(insertion.HANDLER, database=RefusingThenFixed(), connection=Sleeper(), waits=True)
     monkeypatch.setattr(queue.worker.log, "error", lambda event, **_: logged.append(event))
     reply = queue.call(INSERT_RECORD, {"Name": "A", "SRN": "S1", "Section": "B"}, request_id="req-1")
-    assert reply == {"ok": True, "result": {"record": "stored"}} and events == ["commit"]
+    assert reply == {"ok": True, "result": {"record": {"Name": "A", "SRN": "S1", "Section": "B"}}}
+    assert events == ["commit"]
     assert queue.log[-1] == ("ack", 1, False)  # answered, never dead-lettered
     assert logged == ["database_misconfigured", "database_misconfigured"]
     assert health_while_waiting and not any(health_while_waiting)

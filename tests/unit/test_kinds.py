@@ -2,10 +2,10 @@
 
 What is made from KINDS at run time (the queues, the producer's routes and
 success statuses, each service's queue permission, the tests' lists) is
-checked here through the running code; what is written by hand (the
-OpenAPI and AsyncAPI documents, the Postman collection, the contract's route
-tables, docker-compose.yml) is checked against KINDS, and a failure names the
-kind each one lacks.
+checked here through the running code (the AsyncAPI document too); what is
+written by hand (the OpenAPI document's written-out routes, the Postman
+collection, the contract's route tables, docker-compose.yml) is checked
+against KINDS, and a failure names the kind each one lacks.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from flask.testing import FlaskClient
 from common import accounts, topology
 from common.config import Settings
 from common.core import Handler
-from producer import producer
+from producer import asyncapi, producer
 from producer.openapi import document
 from tests.integration.test_postman import COLLECTION, _path_of, _pattern, _requests
 
@@ -114,39 +115,53 @@ def test_the_openapi_document_has_each_kind_s_route() -> None:
     assert not missing, f"producer/openapi.py has no route for: {', '.join(missing)}"
 
 
-def test_the_asyncapi_document_has_a_channel_and_an_operation_for_each_kind() -> None:
-    asyncapi = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text(encoding="utf-8"))
-    channels = {channel["address"] for channel in asyncapi["channels"].values()}
-    sent = {operation["channel"]["$ref"].rpartition("/")[2] for operation in asyncapi["operations"].values()
-            if operation["action"] == "send"}
-    missing = [key for key in topology.ROUTING_KEYS if key not in channels or key not in sent]
-    assert not missing, f"docs/asyncapi.yaml has no channel or send operation for: {', '.join(missing)}"
+def _target(ref: str, document: dict[str, Any]) -> Any:
+    """What a local $ref names in `document`."""
+    target: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        target = target[part]
+    return target
 
 
-def _resolved(node: Any, document: dict[str, Any]) -> Any:
-    """A schema with every local $ref replaced by what it names, and without descriptions (prose)."""
+def _refs(node: Any) -> Iterator[str]:
     if isinstance(node, dict):
         if "$ref" in node:
-            target: Any = document
-            for part in node["$ref"].removeprefix("#/").split("/"):
-                target = target[part]
-            return _resolved(target, document)
-        return {k: _resolved(v, document) for k, v in node.items() if k != "description"}
-    if isinstance(node, list):
-        return [_resolved(v, document) for v in node]
-    return node
+            yield node["$ref"]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
 
 
-def test_the_asyncapi_document_s_write_payloads_are_their_models() -> None:
-    """Each write's payload in docs/asyncapi.yaml is the JSON Schema of its model, as cleaned."""
-    asyncapi = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text(encoding="utf-8"))
-    messages = {}
-    for channel in asyncapi["channels"].values():
-        for message in channel["messages"].values():
-            messages[channel["address"]] = _resolved(message, asyncapi)
-    differ = [kind.key for kind in topology.KINDS
-              if kind.body is not None and messages[kind.key]["payload"] != kind.body.cleaned_schema()]
-    assert not differ, f"docs/asyncapi.yaml's payload differs from its model (common/models.py): {differ}"
+def test_the_asyncapi_document_has_each_kind_s_channel_request_and_reply() -> None:
+    """Made from KINDS: a channel, a send operation, the request as its consumer takes it and
+    the answer as the kind declares it, for every kind; every $ref names something."""
+    made = asyncapi.document()
+    assert set(made["channels"]) == {*topology.ROUTING_KEYS, "reply"}
+    for ref in _refs(made):
+        _target(ref, made)  # a KeyError names a dangling reference
+    for kind in topology.KINDS:
+        channel = f"#/channels/{kind.key}"
+        [operation] = [op for op in made["operations"].values() if op["channel"]["$ref"] == channel]
+        assert operation["action"] == "send"
+        request = _target(operation["messages"][0]["$ref"], made)
+        assert _target(request["$ref"], made)["payload"] == kind.message_schema()
+        replies = [_target(_target(m["$ref"], made)["$ref"], made) for m in operation["reply"]["messages"]]
+        assert replies[0]["payload"]["properties"]["result"] == kind.reply
+        assert replies[1]["payload"]["properties"]["ok"] == {"const": False}
+        binding = made["channels"][kind.key]["bindings"]["amqp"]["exchange"]
+        assert (binding["name"], binding["type"]) == (topology.EXCHANGE, "direct")
+    for kind in topology.KINDS:  # a write's payload on the bus is its model, as cleaned
+        if kind.body is not None:
+            assert kind.message_schema() == kind.body.cleaned_schema()
+        elif not kind.write:  # a read expires: it carries the time it was sent
+            assert "sent_at" in kind.message_schema()["required"]
+
+
+def test_the_producer_serves_the_asyncapi_document(client: FlaskClient) -> None:
+    served = client.get("/asyncapi.json")
+    assert served.status_code == 200 and served.get_json() == json.loads(json.dumps(asyncapi.document()))
 
 
 def test_the_postman_collection_has_a_request_for_each_kind() -> None:
