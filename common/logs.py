@@ -23,11 +23,12 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, service: str):
         super().__init__()
         self.service = service
+        self._second = -1  # the second `_stamp` formats
+        self._stamp = ""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": f"{self._time(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "service": self.service,
             "request_id": getattr(record, "request_id", None),
@@ -38,9 +39,16 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
+        text = json.dumps(line, default=str, ensure_ascii=False)
         # JSON escapes the control characters; these three line separators it leaves
         # as they are, and a log reader that splits on them would see a forged line.
-        return json.dumps(line, default=str, ensure_ascii=False).translate(_LINE_SEPARATORS)
+        return text if text.isascii() else text.translate(_LINE_SEPARATORS)
+
+    def _time(self, second: int) -> str:
+        """The line's time to the second, formatted once a second (the producer logs hundreds)."""
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return self._stamp
 
 
 class EventLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -52,6 +60,13 @@ class EventLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 def setup(service: str, level: str = "INFO") -> EventLogger:
+    # What the logging HOWTO's "Optimization" names: no line prints the caller's file and
+    # line, the thread, the process or its name, so no record looks them up (the producer
+    # writes a line per request: this is about a fifth of that line's cost).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
