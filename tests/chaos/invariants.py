@@ -12,8 +12,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.load import RETRY_STATUSES
 from tests.chaos.faults import Fault
-from tests.chaos.load import Client, Hot, Sent, fits
+from tests.chaos.load import Call, Client, Hot, fits
 from tests.support import SystemCopy
 
 INVARIANTS = {
@@ -80,7 +81,7 @@ class Report:
         return any(self.violations.values())
 
 
-def describe(sent: Sent) -> str:
+def describe(sent: Call) -> str:
     tries = ",".join(str(a.status) for a in sent.attempts)
     status, answer = sent.outcome
     reuse = f" reuse={sent.reuse}" if sent.reuse else ""
@@ -101,7 +102,7 @@ def check(clients: list[Client], hot: list[Hot], stored: Stored, faults: list[Fa
         for wrong in sent.wrong:
             report.add(4, f"{describe(sent)} :: {wrong}")
 
-    def applied(sent: Sent) -> bool | None:
+    def applied(sent: Call) -> bool | None:
         """As the client was told; for what it never learnt, as the ledger says."""
         known = sent.applied
         if known is not None:
@@ -114,7 +115,7 @@ def check(clients: list[Client], hot: list[Hot], stored: Stored, faults: list[Fa
 
     # ---- 2 and 3: every request ends in one outcome ----------------------------------------
     for sent in writes:
-        retried = any(a.status in (0, 503) for a in sent.attempts)
+        retried = any(a.status in RETRY_STATUSES for a in sent.attempts)
         if sent.status == 202 and sent.resolved_status is None:
             report.add(2, f"{describe(sent)} :: GET /requests/{sent.request_id} never gave its answer; "
                           f"ledger: {ledger.get(sent.request_id)}")
@@ -172,7 +173,7 @@ def check(clients: list[Client], hot: list[Hot], stored: Stored, faults: list[Fa
             report.add(1, f"{srn}: a row {stored.students[srn]} that no answer left there")
 
     # ---- 5: stock --------------------------------------------------------------------------
-    by_sku: dict[str, list[Sent]] = defaultdict(list)
+    by_sku: dict[str, list[Call]] = defaultdict(list)
     for sent in writes:
         if sent.kind in ("adjust", "order"):
             by_sku[str(sent.sku)].append(sent)
@@ -266,7 +267,7 @@ def check(clients: list[Client], hot: list[Hot], stored: Stored, faults: list[Fa
     return report
 
 
-def render(seed: int, duration: float, nodes: int, clients: list[Client], lookups: list[Sent],
+def render(seed: int, duration: float, nodes: int, clients: list[Client], lookups: list[Call],
            faults: list[Fault], skipped: Counter[str], report: Report, recovery_s: float | None,
            notes: list[str]) -> str:
     sent_all = [s for c in clients for s in c.shared.sent if s.client == c.number]

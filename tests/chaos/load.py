@@ -24,45 +24,28 @@ from typing import Any
 
 import requests
 
+import bench.load
+from bench.load import RETRY_STATUSES, Sent
 from tests.support import SystemCopy
 
 # Writes: their route, and the success status they answer with.
 WRITES = {"insert": 201, "update": 200, "delete": 200, "create_item": 201, "adjust": 200, "order": 201}
-RETRY_STATUSES = (0, 503)
 CLIENT_TIMEOUT_S = 12.0
 
 
-@dataclass
-class Attempt:
-    started: float  # time.monotonic()
-    seconds: float
-    status: int  # 0: no HTTP answer (connection refused or reset, or the client's timeout)
-    timed_out: bool = False  # the client gave up waiting (a wait, not a refusal)
-    request_id_header: str = ""
-
-
-@dataclass
-class Sent:
-    """One logical request: its id, what it asked, and every answer it was given."""
+@dataclass(kw_only=True)
+class Call(Sent):
+    """One logical request of the mix (the shared record of what it asked and was told), and what
+    the checks need: who sent it, its kind, and the answers that were not its own."""
 
     client: int
     kind: str  # insert, update, delete, read, read_all, health, create_item, adjust, order, status
-    request_id: str
-    method: str
-    path: str
-    body: dict[str, Any] | None = None  # what was asked for, in the contract's field names
-    fmt: str = "json"  # json, form or multipart
-    srn: str | None = None
     sku: str | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    status: int | None = None  # the last HTTP status
-    answer: Any = None  # the last JSON body
     # A 202 looked up at its Location (GET /requests/<id>?asked=...): that lookup's status and body.
-    location: str = ""
     resolved_status: int | None = None
     resolved_answer: Any = None
     reuse: str = ""  # "", "finished" (id of a finished write), "pair" (two requests at once)
-    partner: Sent | None = None  # the other request that shares this one's id
+    partner: Call | None = None  # the other request that shares this one's id
     wrong: list[str] = field(default_factory=list)  # answers that do not fit this request
 
     @property
@@ -91,7 +74,7 @@ class Sent:
         return None
 
 
-def fits(sent: Sent, body: Any) -> bool:
+def fits(sent: Call, body: Any) -> bool:
     """Whether a success body is this request's own answer."""
     if not isinstance(body, dict):
         return False
@@ -142,7 +125,7 @@ REFUSALS = {
 TRANSIENT = {503: "broker_unavailable", 504: "consumer_timeout"}
 
 
-def check_answer(sent: Sent, status: int, body: Any, *, stored: bool = False) -> None:
+def check_answer(sent: Call, status: int, body: Any, *, stored: bool = False) -> None:
     """Note on `sent` every answer that is not its own (invariant 4), each different one once."""
     before = list(sent.wrong)
     _check_answer(sent, status, body, stored=stored)
@@ -150,7 +133,7 @@ def check_answer(sent: Sent, status: int, body: Any, *, stored: bool = False) ->
         sent.wrong.pop()
 
 
-def _check_answer(sent: Sent, status: int, body: Any, *, stored: bool = False) -> None:
+def _check_answer(sent: Call, status: int, body: Any, *, stored: bool = False) -> None:
     where = "stored answer" if stored else "answer"
     success = WRITES.get(sent.kind, 200)
     if sent.kind == "status" or (sent.kind == "read_all" and status == 200 and isinstance(body, str)):
@@ -197,8 +180,8 @@ class Shared:
     started: float  # time.monotonic() when the load starts
     deadline: float  # time.monotonic() when the load stops
     hot: list[Hot]
-    sent: list[Sent] = field(default_factory=list)
-    lookups: list[Sent] = field(default_factory=list)  # GET /requests/<id> of 202s
+    sent: list[Call] = field(default_factory=list)
+    lookups: list[Call] = field(default_factory=list)  # GET /requests/<id> of 202s
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -213,9 +196,9 @@ class Client(threading.Thread):
         self.count = 0
         self.last_status = -1
         self.srns: dict[str, dict[str, str]] = {}  # live SRNs and the record each holds
-        self.busy: dict[str, Sent] = {}  # SRN -> its write without an outcome yet
-        self.pending: list[Sent] = []  # writes answered 202 or never answered: to resolve
-        self.finished: list[Sent] = []  # writes with an outcome: their ids may be reused
+        self.busy: dict[str, Call] = {}  # SRN -> its write without an outcome yet
+        self.pending: list[Call] = []  # writes answered 202 or never answered: to resolve
+        self.finished: list[Call] = []  # writes with an outcome: their ids may be reused
 
     # ---- sending ----------------------------------------------------------
 
@@ -224,50 +207,22 @@ class Client(threading.Thread):
         return f"{self.shared.tag}-{self.number}-{self.count}"
 
     def new(self, kind: str, method: str, path: str, body: dict[str, Any] | None = None,
-            **extra: Any) -> Sent:
-        sent = Sent(self.number, kind, self.new_id(), method, path, body, **extra)
+            request_id: str = "", **extra: Any) -> Call:
+        """A request of this client's, kept for the checks; a new id unless it is given one."""
+        sent = Call(request_id or self.new_id(), method, path, body, client=self.number, kind=kind, **extra)
         self.shared.sent.append(sent)
         return sent
 
-    def send(self, sent: Sent, session: requests.Session | None = None) -> None:
-        """One HTTP attempt of `sent`, recorded."""
-        session = session or self.session
-        url = self.shared.stack.base_url + sent.path
-        kwargs: dict[str, Any] = {"headers": {"X-Request-ID": sent.request_id}, "timeout": CLIENT_TIMEOUT_S}
-        if sent.method == "POST" and sent.body is not None:
-            if sent.fmt == "form":
-                kwargs["data"] = sent.body
-            elif sent.fmt == "multipart":
-                kwargs["files"] = {k: (None, v) for k, v in sent.body.items()}
-            else:
-                kwargs["json"] = sent.body
-        elif sent.method == "GET" and sent.body:
-            kwargs["params"] = {k: v for k, v in sent.body.items() if v is not None}
-        started = time.monotonic()
-        timed_out = False
-        header = ""
-        try:
-            response = session.request(sent.method, url, **kwargs)
-            status = response.status_code
-            header = response.headers.get("X-Request-ID", "")
-            try:
-                body: Any = response.json()
-            except ValueError:
-                body = response.text[:300]
-        except requests.Timeout:
-            status, body, timed_out = 0, None, True
-        except requests.RequestException as exc:
-            status, body = 0, repr(exc)[:200]
-        sent.attempts.append(Attempt(started, time.monotonic() - started, status, timed_out, header))
-        if status and header != sent.request_id:
-            sent.wrong.append(f"X-Request-ID {header!r} on the answer")
-        sent.status, sent.answer = status, body
-        if status == 202:
-            sent.location = response.headers.get("Location", "")
-        self.last_status = status
-        check_answer(sent, status, body)
+    def send(self, sent: Call, session: requests.Session | None = None) -> None:
+        """One HTTP attempt of `sent`, recorded, and its answer checked."""
+        bench.load.send(session or self.session, self.shared.stack.base_url, sent, CLIENT_TIMEOUT_S)
+        attempt = sent.attempts[-1]
+        if attempt.status and attempt.request_id_header != sent.request_id:
+            sent.wrong.append(f"X-Request-ID {attempt.request_id_header!r} on the answer")
+        self.last_status = attempt.status
+        check_answer(sent, attempt.status, sent.answer)
 
-    def send_retrying(self, sent: Sent, tries: int = 4) -> None:
+    def send_retrying(self, sent: Call, tries: int = 4) -> None:
         """Send, and after a 503 or no answer send again with the same id, a few times."""
         for attempt in range(tries):
             self.send(sent)
@@ -277,7 +232,7 @@ class Client(threading.Thread):
                 return
             time.sleep(min(0.5 * 2 ** attempt, 3) * self.random.uniform(0.5, 1.5))
 
-    def settle(self, sent: Sent) -> None:
+    def settle(self, sent: Call) -> None:
         """What to remember of a write once it has its answer (for now)."""
         if not sent.write:
             return
@@ -300,8 +255,8 @@ class Client(threading.Thread):
             if sent.applied:
                 self.apply(sent)
 
-    def apply(self, sent: Sent) -> None:
-        assert sent.srn is not None and sent.body is not None
+    def apply(self, sent: Call) -> None:
+        assert sent.body is not None
         if sent.kind == "insert":
             self.srns[sent.srn] = dict(sent.body)
         elif sent.kind == "update":
@@ -309,12 +264,12 @@ class Client(threading.Thread):
         elif sent.kind == "delete":
             self.srns.pop(sent.srn, None)
 
-    def resolve(self, sent: Sent) -> None:
+    def resolve(self, sent: Call) -> None:
         """Look a pending write up: its stored answer (202), or send it again (503, none)."""
         if sent.status == 202:
             # The lookup is a request of its own, with an id of its own.
-            lookup = Sent(self.number, "status", self.new_id(), "GET",
-                          sent.location or f"/requests/{sent.request_id}")
+            lookup = Call(self.new_id(), "GET", sent.location or f"/requests/{sent.request_id}",
+                          client=self.number, kind="status")
             self.shared.lookups.append(lookup)
             self.send(lookup)
             if lookup.status == 404 or lookup.status in RETRY_STATUSES or lookup.status in TRANSIENT:
@@ -446,9 +401,8 @@ class Client(threading.Thread):
         old = self.random.choice(done)
         srn = self.fresh_srn()
         self.count += 1
-        sent = Sent(self.number, "insert", old.request_id, "POST", "/insert_record", self.record(srn),
-                    srn=srn, reuse="finished", partner=old)
-        self.shared.sent.append(sent)
+        sent = self.new("insert", "POST", "/insert_record", self.record(srn), old.request_id, srn=srn,
+                        reuse="finished", partner=old)
         self.send_retrying(sent)
         self.settle(sent)
         return None
@@ -456,19 +410,19 @@ class Client(threading.Thread):
     def reuse_pair(self) -> None:
         """One fresh id for two different requests sent at the same time."""
         request_id = self.new_id()
-        bodies: list[Sent] = []
+        bodies: list[Call] = []
         for _ in range(2):
             if self.random.random() < 0.5:
-                bodies.append(Sent(self.number, "health", request_id, "GET", "/health_check",
-                                   {"message": f"pair {self.random.randrange(10**9)}"}, reuse="pair"))
+                bodies.append(self.new("health", "GET", "/health_check",
+                                       {"message": f"pair {self.random.randrange(10**9)}"}, request_id,
+                                       reuse="pair"))
             else:
                 srn = self.fresh_srn()
                 self.count += 1
-                bodies.append(Sent(self.number, "insert", request_id, "POST", "/insert_record",
-                                   self.record(srn), srn=srn, reuse="pair"))
+                bodies.append(self.new("insert", "POST", "/insert_record", self.record(srn), request_id,
+                                       srn=srn, reuse="pair"))
         first, second = bodies
         first.partner, second.partner = second, first
-        self.shared.sent.extend(bodies)
         other = threading.Thread(target=self.send, args=(second, requests.Session()), daemon=True)
         other.start()
         self.send(first)

@@ -33,7 +33,7 @@ import requests
 
 from tests.chaos.faults import Injector, containers_state, plan
 from tests.chaos.invariants import REPORTS, check, read_stored, render
-from tests.chaos.load import Client, Hot, Sent, Shared
+from tests.chaos.load import Call, Client, Hot, Shared
 from tests.faults.load import settle
 from tests.support import ARTIFACTS, PROJECT, SystemCopy, copy_of_the_system, status_path, unique_srn
 
@@ -180,7 +180,7 @@ def test_chaos(chaos_stack: SystemCopy) -> None:
     stored = read_stored(stack, tag, dead_before)
     report = check(clients, hot + [h for h in shared.hot if h not in hot], stored, injector.faults, timeout_s,
                    states_before, containers_state(stack), recovery_s)
-    lookups: list[Sent] = shared.lookups
+    lookups: list[Call] = shared.lookups
     text = render(seed, DURATION_S, NODES, clients, lookups, injector.faults, injector.skipped, report,
                   recovery_s, notes)
     if unproven:

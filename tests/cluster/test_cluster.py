@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from scripts.stack import Node
-from tests.faults.load import TABLES, Load, Table, account, settle
+from tests.faults.load import Load, Table, account, record, settle
 from tests.support import (
     PROJECT,
     SystemCopy,
@@ -36,12 +36,6 @@ QUEUES = ("health_check", "insert_record", "delete_record", "read_database", "re
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[SystemCopy]:
     yield from copy_of_the_system("cluster", f"{PROJECT}cluster", nodes=NODES)
-
-
-def record(table: Table) -> Table:
-    TABLES.append(table)
-    print("\n" + Table.HEADER + "\n" + table.row())
-    return table
 
 
 def running_nodes(stack: SystemCopy) -> set[str]:

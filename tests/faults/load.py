@@ -8,25 +8,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import secrets
-import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import requests
 
+from bench.load import RETRY_STATUSES, Sent, closed_loop, send
 from tests.support import SystemCopy, wait_until
-
-
-@dataclass
-class Sent:
-    request_id: str
-    srn: str
-    status: int = 0  # 0: no HTTP answer at all (connection error or client timeout)
-    first_status: int | None = None  # the answer before any retry
-    seconds: float = 0.0
-    answered_at: float = 0.0  # time.monotonic() of the first answer (or of giving up)
 
 
 @dataclass
@@ -38,53 +27,31 @@ class Load:
     clients: int = 16
     client_timeout_s: float = 30.0
     sent: list[Sent] = field(default_factory=list)
-    done: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         tag = secrets.token_hex(3).upper()
-        self.sent = [Sent(f"load-{tag}-{n}", f"L{tag}{n:06d}") for n in range(self.count)]
-        self._local = threading.local()
+        srns = [f"L{tag}{n:06d}" for n in range(self.count)]
+        self.sent = [Sent(f"load-{tag}-{n}", "POST", "/insert_record",
+                          {"Name": f"Load {srn}", "SRN": srn, "Section": "L"}, srn=srn)
+                     for n, srn in enumerate(srns)]
 
-    def _insert(self, item: Sent) -> None:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        started = time.monotonic()
-        try:
-            response = session.post(
-                f"{self.stack.base_url}/insert_record",
-                json={"Name": f"Load {item.srn}", "SRN": item.srn, "Section": "L"},
-                headers={"X-Request-ID": item.request_id}, timeout=self.client_timeout_s,
-            )
-            item.status = response.status_code
-        except requests.RequestException:
-            item.status = 0
-        if item.first_status is None:
-            item.first_status = item.status
-            item.answered_at = time.monotonic()
-            item.seconds = item.answered_at - started
-        with self._lock:
-            self.done += 1
+    def send(self, session: requests.Session, item: Sent) -> None:
+        send(session, self.stack.base_url, item, self.client_timeout_s)
 
     def start(self) -> concurrent.futures.Future[None]:
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.clients)
-
-        def run() -> None:
-            list(pool.map(self._insert, self.sent))
-            pool.shutdown()
-
-        runner = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        return runner.submit(run)
+        """The load in the background: the future is done once every request has its first answer."""
+        return closed_loop(self.clients, lambda session, n: self.send(session, self.sent[n]), self.count)
 
     def wait_for(self, done: int, timeout: float = 120) -> None:
-        wait_until(lambda: self.done >= done, timeout=timeout, interval=0.05)
+        wait_until(lambda: sum(item.status is not None for item in self.sent) >= done,
+                   timeout=timeout, interval=0.05)
 
     def retry_unconfirmed(self) -> None:
         """Send every request that got no confirmation again, with its own X-Request-ID."""
+        session = requests.Session()
         for item in self.sent:
-            if item.status in (0, 503):
-                self._insert(item)
+            if item.status in RETRY_STATUSES:
+                self.send(session, item)
 
 
 TABLES: list[Table] = []
@@ -120,6 +87,13 @@ class Table:
         return (f"| {self.fault} | {self.sent} | {s['201']} | {s['202']} | {s['4xx']} | {s['503']} "
                 f"| {s['504']} | {s['other']} | {self.rows} | {self.lost} | {self.duplicated} "
                 f"| {self.present_but_503} | {self.slowest_s:.1f} |")
+
+
+def record(table: Table) -> Table:
+    """Keep `table` for the session's summary (tests/conftest.py), and print it now."""
+    TABLES.append(table)
+    print("\n" + Table.HEADER + "\n" + table.row())
+    return table
 
 
 def account(stack: SystemCopy, load: Load, fault: str) -> Table:

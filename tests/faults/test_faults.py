@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from scripts.stack import amqp_login
-from tests.faults.load import OTHER_REPORTS, TABLES, Load, Table, account, settle
+from tests.faults.load import OTHER_REPORTS, Load, Table, account, record, settle
 from tests.support import (
     SystemCopy,
     cut_broker_path,
@@ -34,12 +34,6 @@ from tests.support import (
 
 CONSUMERS = ("consumer_one", "consumer_two", "consumer_three", "consumer_four")
 QUEUES = ("health_check", "insert_record", "delete_record", "read_database", "request_status")
-
-
-def record(table: Table) -> Table:
-    TABLES.append(table)
-    print("\n" + Table.HEADER + "\n" + table.row())
-    return table
 
 
 def assert_nothing_lost(table: Table, *, every_request_answered: bool = True) -> None:
