@@ -59,6 +59,53 @@ class EventLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         return msg, {**std, "extra": kwargs}
 
 
+class LineBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that, under gevent (the producer's gunicorn worker), writes every line of
+    one turn of the event loop with one write, at the end of that turn; elsewhere one write a
+    line, as StreamHandler does.
+
+    A write to stdout is a system call into Docker's log pipe, and the producer writes a line
+    per request: batching the lines of the requests answered together measured about half the
+    cost of the request line in the producer. A line waits at most until the loop's turn ends
+    (no request is answered any later for it), and at exit logging.shutdown() writes the rest.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._loop = _gevent_loop()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._loop is None:
+            super().emit(record)
+            return
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:  # what StreamHandler does with a line it cannot format
+            self.handleError(record)
+            return
+        self._pending.append(line)
+        if len(self._pending) == 1:
+            self._loop.run_callback(self.flush)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            lines, self._pending = self._pending, []
+            if lines:
+                self.stream.write("".join(lines))
+        super().flush()
+
+
+def _gevent_loop() -> Any:
+    """The gevent loop of this thread when gevent has patched threading (gunicorn's gevent worker
+    does before it loads the app), otherwise None."""
+    if "gevent" not in sys.modules:
+        return None
+    from gevent import get_hub, monkey  # type: ignore[import-untyped]
+
+    return get_hub().loop if monkey.is_module_patched("threading") else None
+
+
 def setup(service: str, level: str = "INFO") -> EventLogger:
     # What the logging HOWTO's "Optimization" names: no line prints the caller's file and
     # line, the thread, the process or its name, so no record looks them up (the producer
@@ -67,7 +114,7 @@ def setup(service: str, level: str = "INFO") -> EventLogger:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stdout)
+    handler = LineBatchingHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
