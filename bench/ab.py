@@ -19,7 +19,6 @@ round's after/before ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -33,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bench import wrk  # noqa: E402
 from bench.load import wait_for_http  # noqa: E402
 from bench.report import show  # noqa: E402
-from bench.system import BENCH_TAG, System, idle_cost  # noqa: E402
+from bench.system import BENCH_TAG, System, idle_cost, published  # noqa: E402
 from bench.versus import insert_cell, spread  # noqa: E402
 from scripts.stack import Stack  # noqa: E402
 
@@ -42,27 +41,18 @@ START_TIMEOUT_S = 60.0
 
 
 def twin(system: System, service: str, image: str, publish: bool, settings: dict[str, str]) -> str:
-    """A stopped container of `image` with the service container's network, environment and
-    command (its port 5000 published on 127.0.0.1 when `publish`); its name. Values travel
+    """A stopped container of `image` with the service container's network, environment, command
+    and log driver (its port 5000 published on 127.0.0.1 when `publish`); its name. Values travel
     as `--env NAME` from this process's environment, never on the command line."""
-    inspect = json.loads(subprocess.run(["docker", "inspect", system.container(service)],
-                                        capture_output=True, text=True, check=True).stdout)[0]
-    network = next(iter(inspect["NetworkSettings"]["Networks"]))
-    env = {**dict(item.split("=", 1) for item in inspect["Config"]["Env"]), **settings}
+    setup = system.service_setup(service)
+    env = {**setup.env, **settings}
     name = f"{system.stack.project}-ab-{service}"
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-    subprocess.run(["docker", "create", "--name", name, "--network", network,
+    subprocess.run(["docker", "create", "--name", name, "--network", setup.network, *setup.logging,
                     *(["--publish", "127.0.0.1::5000"] if publish else []),
-                    *(a for key in env for a in ("--env", key)), image, *(inspect["Config"]["Cmd"] or [])],
+                    *(a for key in env for a in ("--env", key)), image, *setup.command],
                    env={**os.environ, **env}, capture_output=True, check=True)
     return name
-
-
-def published(container: str) -> str:
-    """The base URL of a container's port 5000 on 127.0.0.1."""
-    port = subprocess.run(["docker", "port", container, "5000/tcp"], capture_output=True, text=True,
-                          check=True).stdout.split()[0].rsplit(":", 1)[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def serve_with(system: System, queue: str, running: str, stopped: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import straight
 from bench.load import inserts, wait_for_http
-from bench.system import System
+from bench.system import System, published
 from scripts.stack import ROOT
 
 AMQP_ENV = ("RABBITMQ_HOST", "RABBITMQ_PORT", "RABBITMQ_USER", "RABBITMQ_PASSWORD")
@@ -30,23 +30,23 @@ def container(system: System, name: str, command: list[str], env_keys: tuple[str
     Yields its base URL (an HTTP server's port published on 127.0.0.1), or its name when not `http`.
     Values travel as `--env NAME` from this process's environment, never on the command line.
     """
-    image, network, env = system.producer_setup()
-    passed = {**{k: env[k] for k in env_keys if k in env}, **system.administrator, **(more_env or {})}
+    setup = system.service_setup()
+    passed = {**{k: setup.env[k] for k in env_keys if k in setup.env}, **system.administrator,
+              **(more_env or {})}
     full_name = f"{system.stack.project}-bench-{name}"
     subprocess.run(["docker", "rm", "-f", full_name], capture_output=True)
     subprocess.run([
         # --no-healthcheck: the image's probe asks the producer's /readyz, which a baseline does not serve.
-        "docker", "run", "--detach", "--no-healthcheck", "--name", full_name, "--network", network,
+        "docker", "run", "--detach", "--no-healthcheck", "--name", full_name, "--network", setup.network,
+        *setup.logging,  # the producer's log driver: a baseline's lines cost what ours do
         *(["--publish", "127.0.0.1::5000"] if http else []), "--volume", f"{ROOT / 'bench'}:/app/bench:ro",
-        *(a for key in passed for a in ("--env", key)), image, *command,
+        *(a for key in passed for a in ("--env", key)), setup.image, *command,
     ], env={**os.environ, **passed}, capture_output=True, check=True)
     try:
         if not http:
             yield full_name
             return
-        port = subprocess.run(["docker", "port", full_name, "5000/tcp"], capture_output=True, text=True,
-                              check=True).stdout.split()[0].rsplit(":", 1)[1]
-        base = f"http://127.0.0.1:{port}"
+        base = published(full_name)
         wait_for_http(f"{base}/livez")
         yield base
     finally:
@@ -95,7 +95,7 @@ def straight_design(system: System, worker_class: str = "gthread") -> Iterator[t
         " PRIMARY KEY (srn)) ENGINE = InnoDB;"
         f" DELETE FROM {straight.TABLE};"
         f" GRANT INSERT ON `{database}`.`{straight.TABLE}` TO '{user}'@'%'")
-    _, _, consumer_env = system.producer_setup("consumer_two")
+    consumer_env = system.service_setup("consumer_two").env
     db_env = {**{k: consumer_env[k] for k in (*DB_ENV, "CONSUMER_PREFETCH") if k in consumer_env},
               **system.bench_account}
     app = gunicorn(system, "bench.straight:create_app()", worker_class)

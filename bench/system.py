@@ -12,6 +12,7 @@ import platform
 import secrets
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,25 @@ import requests
 from bench.load import progress
 from scripts.copies import root_sql
 from scripts.stack import Stack, service_container
+
+
+@dataclass(frozen=True)
+class ServiceSetup:
+    """What a compose service's container runs with, for a container beside it to run alike."""
+
+    image: str
+    network: str  # the compose network
+    env: dict[str, str]
+    command: list[str]
+    logging: list[str]  # `docker run` options: the same log driver, so its lines cost the same
+
+
+def published(container: str) -> str:
+    """The base URL of a container's port 5000 on 127.0.0.1."""
+    port = subprocess.run(["docker", "port", container, "5000/tcp"], capture_output=True, text=True,
+                          check=True).stdout.split()[0].rsplit(":", 1)[1]
+    return f"http://127.0.0.1:{port}"
+
 
 # Scripts that run inside the compose network start with this.
 # The driver is the consumers' own choice: its C extension where the image has it (common/db.py).
@@ -105,13 +125,17 @@ class System:
         finally:
             connection.close()
 
-    def producer_setup(self, service: str = "producer") -> tuple[str, str, dict[str, str]]:
-        """A service's image, compose network and environment (the producer's: what a baseline runs from)."""
+    def service_setup(self, service: str = "producer") -> ServiceSetup:
+        """How a compose service's container runs (the producer's: what a baseline runs from)."""
         inspect = json.loads(subprocess.run(["docker", "inspect", self.container(service)],
                                             capture_output=True, text=True, check=True).stdout)[0]
-        network = next(iter(inspect["NetworkSettings"]["Networks"]))
-        env = dict(item.split("=", 1) for item in inspect["Config"]["Env"])
-        return inspect["Image"], network, env
+        log = inspect["HostConfig"]["LogConfig"]
+        return ServiceSetup(
+            image=inspect["Image"], network=next(iter(inspect["NetworkSettings"]["Networks"])),
+            env=dict(item.split("=", 1) for item in inspect["Config"]["Env"]),
+            command=list(inspect["Config"]["Cmd"] or []),
+            logging=["--log-driver", log["Type"], *(option for key, value in (log.get("Config") or {}).items()
+                                                    for option in ("--log-opt", f"{key}={value}"))])
 
     def logs(self, service: str, since: float) -> list[dict[str, Any]]:
         """The JSON lines a compose service has logged since `since` (a time.time())."""
