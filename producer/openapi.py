@@ -12,20 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from common import models
 from common.messages import MESSAGE_MAX, PAGE_MAX, READ_PAGE, REQUEST_ID_PATTERN
-from common.models import (
-    ITEM,
-    ITEM_ROW,
-    ORDER,
-    ORDER_ID,
-    ORDER_ROW,
-    RECORD,
-    RECORD_ROW,
-    SKU,
-    STOCK_DELTA,
-    UPDATE,
-    obj,
-)
 from common.topology import (
     ADJUST_STOCK,
     CREATE_ITEM,
@@ -71,13 +59,13 @@ REQUEST_ID = {"name": "X-Request-ID", "in": "header", "required": False,
                   "first one's answer (it is done once); with a different body or another write it is "
                   "409 request_id_conflict, and nothing is done."),
               "schema": {"type": "string"}}
-RECORD_INPUT = RECORD.sent_schema()
+RECORD_INPUT = models.RECORD.sent_schema()
 SRN = RECORD_INPUT["properties"]["SRN"]
-UPDATE_INPUT = UPDATE.sent_schema()
-ITEM_INPUT = ITEM.sent_schema()
-SKU_INPUT = SKU.rule.sent
-DELTA_INPUT = STOCK_DELTA.sent_schema()
-ORDER_INPUT = ORDER.sent_schema()
+UPDATE_INPUT = models.UPDATE.sent_schema()
+ITEM_INPUT = models.ITEM.sent_schema()
+SKU_INPUT = models.SKU.rule.sent
+DELTA_INPUT = models.STOCK_DELTA.sent_schema()
+ORDER_INPUT = models.ORDER.sent_schema()
 ACCEPTED = {"202": {
     "description": "RabbitMQ confirmed the write, the consumer has not answered yet: it will be done",
     "headers": {"Location": {"schema": {"type": "string"}}, **REQUEST_ID_HEADER},
@@ -117,8 +105,8 @@ def _paged(summary: str, name: str, row: dict[str, Any], key: str,
              "schema": key_schema},
         ],
         "responses": {"200": _json({"oneOf": [
-            obj({name: rows, "count": {"type": "integer", "minimum": 0}}),
-            obj({name: rows,
+            models.obj({name: rows, "count": {"type": "integer", "minimum": 0}}),
+            models.obj({name: rows,
                      "count": {"type": "integer", "minimum": 0, "description": "Rows in this page"},
                      "next_after": {"oneOf": [key_schema, {"type": "null"}]}}),
         ]}, f"All {name}, or one page of them"),
@@ -187,7 +175,7 @@ def _described() -> dict[str, Any]:
                               **ACCEPTED, **_errors(400, 409, 413, 415, 503)},
             }},
             "/read_database": _paged("Every record, or one page of them, ordered by SRN (consumer_four)",
-                                     "records", RECORD_ROW, "SRN", SRN),
+                                     "records", models.RECORD_ROW, "SRN", SRN),
             "/delete_record": {"get": {
                 "summary": "Delete the record of one SRN (consumer_three)",
                 "parameters": [REQUEST_ID, {"name": "SRN", "in": "query", "required": True, "schema": SRN}],
@@ -210,7 +198,7 @@ def _described() -> dict[str, Any]:
                 **_json_write("Create an item (inventory_items)", ITEM_INPUT, "201",
                               KIND[CREATE_ITEM].reply, "The item is stored", 409),
                 **_paged("Every item with its stock, or one page of them, ordered by SKU (inventory_items)",
-                         "items", ITEM_ROW, "SKU", SKU_INPUT),
+                         "items", models.ITEM_ROW, "SKU", SKU_INPUT),
             },
             "/items/{sku}/stock": _json_write(
                 "Add to (Delta > 0) or take from (Delta < 0) an item's stock (inventory_items)",
@@ -221,7 +209,7 @@ def _described() -> dict[str, Any]:
                               ORDER_INPUT, "201", KIND[PLACE_ORDER].reply, "The order is placed",
                               404, 409),
                 **_paged("Every order, or one page of them, oldest first (inventory_orders)",
-                         "orders", ORDER_ROW, "OrderID", ORDER_ID),
+                         "orders", models.ORDER_ROW, "OrderID", models.ORDER_ID),
             },
             "/requests/{request_id}": {"get": {
                 "summary": "The stored answer of a finished write",
@@ -247,16 +235,16 @@ def _described() -> dict[str, Any]:
                 "description": "Prometheus text format", "headers": REQUEST_ID_HEADER,
                 "content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors()}}},
             "/livez": {"get": {"summary": "The process runs", "responses": {
-                "200": _json(obj({"status": {"const": "alive"}}), "Alive")}}},
+                "200": _json(models.obj({"status": {"const": "alive"}}), "Alive")}}},
             "/readyz": {"get": {"summary": "Connected to RabbitMQ", "responses": {
-                "200": _json(obj({"status": {"const": "ready"}}), "Ready"), **_errors(503)}}},
+                "200": _json(models.obj({"status": {"const": "ready"}}), "Ready"), **_errors(503)}}},
         },
         "components": {
             "headers": {"RequestId": {"schema": {"type": "string",
                                                  "pattern": f"^{REQUEST_ID_PATTERN.pattern}$"}}},
             "schemas": {
-                "Accepted": obj({"status": {"const": "accepted"}, "request_id": {"type": "string"}}),
-                "Error": obj({"error": {"type": "string"}, "message": {"type": "string"},
+                "Accepted": models.obj({"status": {"const": "accepted"}, "request_id": {"type": "string"}}),
+                "Error": models.obj({"error": {"type": "string"}, "message": {"type": "string"},
                                   "request_id": {"type": "string"},
                                   "details": {"type": "object", "additionalProperties": {"type": "string"}}},
                                  ["error", "message", "request_id"]),
