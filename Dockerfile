@@ -39,7 +39,7 @@ USER app
 ENV PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
 EXPOSE 5000
 HEALTHCHECK --interval=5s --timeout=4s --start-period=20s --retries=3 \
-    CMD ["python", "-m", "common.probe", "http://127.0.0.1:5000/readyz"]
+    CMD ["python", "-S", "-m", "common.probe", "http://127.0.0.1:5000/readyz"]
 CMD ["gunicorn", "--config", "producer/gunicorn.conf.py", "producer.producer:create_app()"]
 
 # Every consumer: the shared base plus its own folder (build argument
