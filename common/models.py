@@ -203,7 +203,6 @@ def clean_record(fields: Mapping[str, list[Any]], *, update: bool = False) -> di
     return (UPDATE if update else RECORD).clean_fields(fields)
 
 
-
 # The replies: what each kind's consumer answers as its `result` (a write's is also the body
 # of its HTTP success), as JSON Schemas. Declared with the kind (common/topology.py); the
 # AsyncAPI document is made from them, the OpenAPI document's answers too, and the unit

@@ -12,10 +12,11 @@ expiry, the ledger, the transaction, the reply, the acknowledgement after the
 commit, dead-lettering), in `common.consumer.Worker`, so a test says what a
 message becomes without reaching into the loop. Every answer of a declared
 kind is held to the kind's declared reply (`Kind.reply`, a JSON Schema): a
-handler whose answer drifts from its declaration fails the test that ran it. The database is any object
-with `run(work)` and `close()`, as `common.db.Database`: the real one, or a
-stand-in of the test's. Waits are recorded in `sleeps`, never slept, unless
-`waits` asks for the consumer's own (on `connection`'s `sleep`).
+handler whose answer drifts from its declaration fails the test that ran it.
+The database is any object with `run(work)` and `close()`, as
+`common.db.Database`: the real one, or a stand-in of the test's. Waits are
+recorded in `sleeps`, never slept, unless `waits` asks for the consumer's own
+(on `connection`'s `sleep`).
 """
 
 from __future__ import annotations
