@@ -261,3 +261,24 @@ def test_amqp_is_published_where_the_services_need_it_only(
     published = [command[i + 1] for i, arg in enumerate(command) if arg == "--publish"]
     assert [p for p in published if p.endswith(":5672")] == [f"{bind}:5672:5672" for bind in expected]
     assert {"--memory", "--pids-limit", "--security-opt"} <= set(command)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("", "1000"), ("250", "250")])
+def test_a_cluster_node_polls_its_failure_detector_as_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, expected: str) -> None:
+    """Quorum queues elect a new leader when aten says the old one's node is down, at its poll:
+    RabbitMQ polls every 5 s, the cluster every RABBITMQ_NODE_DOWN_POLL_MS (docs/cluster.md)."""
+    monkeypatch.setattr(Stack, "gateway_ip", lambda self: "203.0.113.1")
+    settings = Stack(tmp_path / ".env")
+    settings.values = {**settings.defaults, "RABBITMQ_NODES": "3", "RABBITMQ_NODE_DOWN_POLL_MS": setting}
+    clustered = settings.rabbitmq_run_command("rabbitmq:4.1-management", settings.nodes()[1], clustered=True)
+    assert f"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-aten poll_interval {expected}" in clustered
+    alone = settings.rabbitmq_run_command("rabbitmq:4.1-management", settings.nodes()[0])
+    assert not [arg for arg in alone if "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS" in arg]
+
+
+def test_a_failure_detector_poll_that_is_no_number_is_refused(tmp_path: Path) -> None:
+    settings = Stack(tmp_path / ".env")
+    settings.values = {**settings.defaults, "RABBITMQ_NODES": "3", "RABBITMQ_NODE_DOWN_POLL_MS": "1s"}
+    with pytest.raises(SystemExit):
+        settings.rabbitmq_run_command("rabbitmq:4.1-management", settings.nodes()[1], clustered=True)
