@@ -352,8 +352,8 @@ class Stack:
         for node in nodes:
             state = run(["docker", "inspect", "-f", "{{.State.Running}} {{json .Config.Env}}",
                          node.container], check=False, capture=True)
-            settled = f'"{COOKIE}=' in state.stdout and f'"{self.cluster_erl_args()}"' in state.stdout
-            if state.returncode == 0 and clustered and not settled:
+            if state.returncode == 0 and clustered and not (
+                    f'"{COOKIE}=' in state.stdout and f'"{self.cluster_erl_args()}"' in state.stdout):
                 # A node from a single-node run has a cookie of its own, one from an older
                 # .env other settings; its data stays in the volume.
                 say(f"re-creating {node.container} with the cluster's Erlang cookie and settings")
