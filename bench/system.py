@@ -319,6 +319,24 @@ def idle_cost(containers: dict[str, str], seconds: float) -> dict[str, float]:
     return {name: round((after[name] - before[name]) * 1000 / elapsed, 2) for name in containers}
 
 
+# The CPU canary: a fixed piece of pure Python work, timed on the host. On a VM the
+# vCPU's own speed moves with the host's load (here up to 2x within seconds, with
+# nothing of ours running), which no container's figure shows: a cell run while the
+# canary was slow ran on a slower machine.
+CANARY_LOOPS = 1_000_000
+
+
+def canary_ms(repeat: int = 3) -> float:
+    """The fastest of `repeat` runs of the canary, in ms: lower is a faster machine."""
+    best = float("inf")
+    for _ in range(repeat):
+        started, total = time.perf_counter(), 0
+        for number in range(CANARY_LOOPS):
+            total += number * 3
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def machine() -> dict[str, Any]:
     def version(*command: str) -> str:
         try:

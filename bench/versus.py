@@ -9,14 +9,16 @@ every round so that neither always follows a pause:
 - `top` clients of inserts by wrk: inserts per second, and CPU per insert of the
   four containers on an insert's way (HTTP app, RabbitMQ, consumer, MySQL), read
   from the host's cgroup files over the load's own window, idle taken off;
+- the CPU canary (bench.system.canary_ms): how fast the machine itself is just then;
 - one client of inserts: p50 latency;
-- one client of GET /livez: the HTTP part of the floor.
+- the floor right after it: one client of GET /livez (the HTTP part), a round
+  trip through a quorum queue (persistent, confirmed, acknowledged after the
+  reply) and a single-row commit with the consumers' driver. Measured next to
+  each design's p50 rather than once a round, so that a p50 and its floor are
+  taken seconds apart on a machine whose speed drifts.
 
-and once a round, the rest of the floor: a round trip through a quorum queue
-(persistent, confirmed, acknowledged after the reply) and a single-row commit
-with the consumers' driver. Every figure is the median of the rounds with its
-range; a ratio is the median of each round's ratio, so that a drift of the
-machine falls on both sides of it.
+Every figure is the median of the rounds with its range; a ratio is the median
+of each round's ratio, so that a drift of the machine falls on both sides of it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 from bench import wrk
 from bench.ceilings import Ceilings
 from bench.load import progress
-from bench.system import BENCH_TAG, CpuMeter, System, idle_cost
+from bench.system import BENCH_TAG, CpuMeter, System, canary_ms, idle_cost
 
 # What the bench's tables and the targets call the two designs.
 OURS, STRAIGHT = "ours", "straightforward"
@@ -53,14 +55,15 @@ class Design:
 def insert_cell(base: str, containers: dict[str, str], idle: dict[str, float], clients: int, seconds: float,
                 srn_prefix: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """One design's (or variant's) turn in a round: `clients` of inserts by wrk with the CPU per
-    insert of `containers` (idle taken off), then one client of inserts. Returns both wrk rows
-    and the CPU figures."""
+    insert of `containers` (idle taken off), then the CPU canary, then one client of inserts.
+    Returns both wrk rows (the one-client row with the canary's `canary_ms`) and the CPU figures."""
     meter = CpuMeter(containers, idle)
     many = wrk.load(base, clients, seconds, insert_prefix=f"{srn_prefix}M")
     cpu = meter.per_request(many["requests"])
     time.sleep(SETTLE_S)
+    canary = canary_ms()
     one = wrk.load(base, 1, seconds, insert_prefix=f"{srn_prefix}O")
-    return many, cpu, one
+    return many, cpu, {**one, "canary_ms": canary}
 
 
 def rounds(system: System, designs: list[Design], count: int, seconds: float, top: int,
@@ -76,14 +79,14 @@ def rounds(system: System, designs: list[Design], count: int, seconds: float, to
     rows = []
     for number in range(count):
         order = designs if number % 2 == 0 else designs[::-1]
-        quorum = ceiling.round_trip(count=300, durable=True)["p50_ms"]
-        commit = next(r["p50_ms"] for r in ceiling.database(rows=400) if "p50_ms" in r)
         for design in order:
             progress(f"round {number + 1}/{count}: {design.name}")
             own_idle = {role: idle[f"{design.name}:{role}"] for role in design.containers}
             many, cpu, one = insert_cell(design.base, design.containers, own_idle, top, seconds,
                                          f"{design.srn_prefix}{number}")
             livez = wrk.load(design.base, 1, min(seconds, 3.0), path="/livez")
+            quorum = ceiling.round_trip(count=300, durable=True)["p50_ms"]
+            commit = next(r["p50_ms"] for r in ceiling.database(rows=400) if "p50_ms" in r)
             time.sleep(SETTLE_S)
             rows.append({
                 "design": design.name, "round": number + 1, "inserts_per_s": many["per_s"],
@@ -92,7 +95,7 @@ def rounds(system: System, designs: list[Design], count: int, seconds: float, to
                 "p99_ms_top": many["p99_ms"], "p50_ms": one["p50_ms"], "livez_p50_ms": livez["p50_ms"],
                 "quorum_p50_ms": quorum, "commit_p50_ms": commit,
                 "floor_ms": round(livez["p50_ms"] + quorum + commit, 3),
-                "errors": many["errors"] + one["errors"] + livez["errors"],
+                "errors": many["errors"] + one["errors"] + livez["errors"], "canary_ms": one["canary_ms"],
                 "busy_pct": cpu.get("host_busy_pct", ""), "steal_pct": cpu.get("steal_pct", ""),
                 "generator": many["generator"]})
     return rows, idle
@@ -135,6 +138,7 @@ def summary(rows: list[dict[str, Any]], top: int) -> tuple[list[dict[str, Any]],
                        ("p99_ms_top", f"insert p99 ms @{top}"), ("p50_ms", "insert p50 ms @1"),
                        ("livez_p50_ms", "GET /livez p50 ms @1"),
                        ("floor_ms", "floor ms (/livez + quorum + commit)"),
+                       ("canary_ms", "CPU canary ms before p50 @1 (lower: faster)"),
                        ("errors", "errors"), ("busy_pct", "machine busy %, steal excluded"),
                        ("steal_pct", "steal %")):
         ratios = per_round(rows, functools.partial(ratio_of, key))

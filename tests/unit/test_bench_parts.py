@@ -3,6 +3,9 @@ alternating rounds against the straightforward design."""
 
 from __future__ import annotations
 
+import pytest
+
+from bench import system
 from bench.breakdown import STEPS, joined
 from bench.versus import OURS, ROLES, STRAIGHT, summary
 from scripts.copies import copy_values
@@ -46,7 +49,8 @@ def round_row(design: str, number: int, per_s: float, cpu: float, p50: float,
     return {"design": design, "round": number, "inserts_per_s": per_s, "cpu_ms": cpu,
             **{f"cpu_{role}": cpu / 4 for role in ROLES}, "docker_daemons_ms": 0.2, "p99_ms_top": 9.0,
             "p50_ms": p50,
-            "livez_p50_ms": 0.4, "floor_ms": floor, "errors": 0, "busy_pct": 90, "steal_pct": 1.0}
+            "livez_p50_ms": 0.4, "floor_ms": floor, "canary_ms": 60.0, "errors": 0, "busy_pct": 90,
+            "steal_pct": 1.0}
 
 
 def test_each_target_is_the_median_of_the_rounds_own_ratios() -> None:
@@ -61,3 +65,12 @@ def test_each_target_is_the_median_of_the_rounds_own_ratios() -> None:
     assert targets[2]["range"] == "1.2 (1.2-1.83)"
     throughput = next(f for f in figures if f["figure"] == "inserts/s @32")
     assert throughput[OURS] == "550 (300-600)" and throughput[STRAIGHT] == "300 (250-500)"
+    canary = next(f for f in figures if f["figure"].startswith("CPU canary"))
+    assert canary[OURS] == "60 (60-60)"
+
+
+def test_the_canary_times_its_fixed_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(system, "CANARY_LOOPS", 1000)
+    small = system.canary_ms(repeat=3)
+    monkeypatch.setattr(system, "CANARY_LOOPS", 300_000)
+    assert 0 <= small < system.canary_ms(repeat=1)
