@@ -12,7 +12,7 @@ HTTP port published on 127.0.0.1, and each round loads one then the other.
 Each variant's rounds: inserts at 32 clients by wrk (throughput, and CPU
 per insert of the producer, RabbitMQ, the variant's container and MySQL from the
 host's cgroup files, each container's idle CPU measured first and taken off) and at
-one client (p50), the CPU canary just before it (how fast the machine itself was: see
+one client (p50, CPU per insert), the CPU canary just before it (how fast the machine itself was: see
 bench.system.canary_ms). Prints each round, then medians and ranges and the median of each
 round's after/before ratio.
 """
@@ -127,7 +127,8 @@ def main() -> int:
                              "cpu_ms": cpu["total"], "cpu_consumer": cpu["consumer"], "cpu_db": cpu["db"],
                              "cpu_rabbitmq": cpu["rabbitmq"], "cpu_producer": cpu["producer"],
                              "docker_daemons": cpu.get("docker_daemons", float("nan")),
-                             "p50_ms": one["p50_ms"], "canary_ms": one["canary_ms"],
+                             "p50_ms": one["p50_ms"], "cpu_ms_at_1": one["cpu"]["total"],
+                             "canary_ms": one["canary_ms"],
                              "errors": many["errors"] + one["errors"],
                              "steal_pct": cpu.get("steal_pct", "")})
                 time.sleep(1)
@@ -136,7 +137,7 @@ def main() -> int:
             serve_with(system, args.queue, after, before)
         subprocess.run(["docker", "rm", "-f", before], capture_output=True)
     keys = ["inserts_per_s", "cpu_ms", "cpu_producer", "cpu_rabbitmq", "cpu_consumer", "cpu_db",
-            "docker_daemons", "p50_ms", "canary_ms"]
+            "docker_daemons", "p50_ms", "cpu_ms_at_1", "canary_ms"]
     show(rows, ["variant", "round", *keys, "errors", "steal_pct"], f"{args.service}: each round")
     summary = []
     for key in keys:

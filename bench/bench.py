@@ -216,7 +216,7 @@ def show_versus(versus: dict[str, Any], worker_class: str) -> None:
     """The alternating rounds' tables: every round, the summary, the idle cost, targets G1-G3."""
     generator = versus["rounds"][0]["generator"]
     columns = ["design", "round", "inserts_per_s", "cpu_ms", *(f"cpu_{r}" for r in ROLES), "canary_ms",
-               "p50_ms", "floor_ms", "errors", "busy_pct", "steal_pct"]
+               "p50_ms", "cpu_ms_at_1", "floor_ms", "errors", "busy_pct", "steal_pct"]
     show(versus["rounds"], columns, f"each round (load by {generator}; CPU in ms per insert from the host's "
          "cgroup files, idle taken off)")
     show(versus["figures"], ["figure", OURS, STRAIGHT, "ratio"],

@@ -13,9 +13,9 @@ range. Both containers are deleted at the end, whatever happens.
 Under load (`--env-file`, a running single-node system: `make up`'s or a test
 copy's): the system's own node is re-created with the busy-wait on and off in
 turn (the order swapped every round; its data stays in its volume), and each
-time, once the consumers are back, inserts by wrk at one client (p50, and CPU
-per insert of the four containers on an insert's way, idle taken off) and at
-32 (inserts/s, CPU per insert). At the end the node is re-created as `make up`
+time, once the consumers are back, inserts by wrk at 32 clients (inserts/s, and
+CPU per insert of the four containers on an insert's way, idle taken off) and
+at one (p50, CPU per insert), as bench/versus.py's cells. At the end the node is re-created as `make up`
 starts it.
 """
 
@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import wrk
 from bench.load import wait_for_http
-from bench.system import CpuMeter, System, canary_ms, idle_cost
-from bench.versus import spread
+from bench.system import System, idle_cost
+from bench.versus import insert_cell, spread
 from scripts.stack import IMAGES, Stack, docker_ok, run
 
 BUSY_WAIT_OFF = "+sbwt none +sbwtdcpu none +sbwtdio none"
@@ -126,19 +126,11 @@ def under_load(env_file: Path, rounds: int, seconds: float) -> None:
                 wrk.load(system.base, 32, 2, insert_prefix=f"{prefix}W")  # warm-up
                 time.sleep(1)
                 idle = idle_cost(containers, 5)
-                canary = canary_ms()
-                meter = CpuMeter(containers, idle)
-                one = wrk.load(system.base, 1, seconds, insert_prefix=f"{prefix}O")
-                cpu_one = meter.per_request(one["requests"])
-                time.sleep(1)
-                meter = CpuMeter(containers, idle)
-                many = wrk.load(system.base, 32, seconds, insert_prefix=f"{prefix}M")
-                cpu_many = meter.per_request(many["requests"])
-                rows.append({"busy_wait": label, "canary_ms": canary, "p50_ms_at_1": one["p50_ms"],
-                             "cpu_ms_at_1": cpu_one["total"], "rabbitmq_ms_at_1": cpu_one["rabbitmq"],
-                             "inserts_per_s_at_32": many["per_s"], "cpu_ms_at_32": cpu_many["total"],
-                             "rabbitmq_ms_at_32": cpu_many["rabbitmq"],
-                             "errors": one["errors"] + many["errors"]})
+                many, cpu, one = insert_cell(system.base, containers, idle, 32, seconds, prefix)
+                rows.append({"busy_wait": label, "canary_ms": one["canary_ms"], "p50_ms_at_1": one["p50_ms"],
+                             "cpu_ms_at_1": one["cpu"]["total"], "rabbitmq_ms_at_1": one["cpu"]["rabbitmq"],
+                             "inserts_per_s_at_32": many["per_s"], "cpu_ms_at_32": cpu["total"],
+                             "rabbitmq_ms_at_32": cpu["rabbitmq"], "errors": one["errors"] + many["errors"]})
                 print(" ".join(f"{key} {value}" for key, value in rows[-1].items()), flush=True)
     finally:
         restart_node(stack, system, image, "")

@@ -55,15 +55,17 @@ class Design:
 def insert_cell(base: str, containers: dict[str, str], idle: dict[str, float], clients: int, seconds: float,
                 srn_prefix: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """One design's (or variant's) turn in a round: `clients` of inserts by wrk with the CPU per
-    insert of `containers` (idle taken off), then the CPU canary, then one client of inserts.
-    Returns both wrk rows (the one-client row with the canary's `canary_ms`) and the CPU figures."""
+    insert of `containers` (idle taken off), then the CPU canary, then one client of inserts
+    with the same. Returns both wrk rows (the one-client row with the canary's `canary_ms`
+    and its own CPU figures as `cpu`) and the CPU figures of the first."""
     meter = CpuMeter(containers, idle)
     many = wrk.load(base, clients, seconds, insert_prefix=f"{srn_prefix}M")
     cpu = meter.per_request(many["requests"])
     time.sleep(SETTLE_S)
     canary = canary_ms()
+    meter = CpuMeter(containers, idle)
     one = wrk.load(base, 1, seconds, insert_prefix=f"{srn_prefix}O")
-    return many, cpu, {**one, "canary_ms": canary}
+    return many, cpu, {**one, "canary_ms": canary, "cpu": meter.per_request(one["requests"])}
 
 
 def rounds(system: System, designs: list[Design], count: int, seconds: float, top: int,
@@ -91,6 +93,7 @@ def rounds(system: System, designs: list[Design], count: int, seconds: float, to
             rows.append({
                 "design": design.name, "round": number + 1, "inserts_per_s": many["per_s"],
                 "cpu_ms": cpu["total"], **{f"cpu_{role}": cpu[role] for role in ROLES},
+                "cpu_ms_at_1": one["cpu"]["total"],
                 "docker_daemons_ms": cpu.get("docker_daemons", float("nan")),
                 "p99_ms_top": many["p99_ms"], "p50_ms": one["p50_ms"], "livez_p50_ms": livez["p50_ms"],
                 "quorum_p50_ms": quorum, "commit_p50_ms": commit,
@@ -136,6 +139,7 @@ def summary(rows: list[dict[str, Any]], top: int) -> tuple[list[dict[str, Any]],
                        *((f"cpu_{role}", f"  of which {role}") for role in ROLES),
                        ("docker_daemons_ms", "CPU ms per insert @32 in Docker's daemons (logs)"),
                        ("p99_ms_top", f"insert p99 ms @{top}"), ("p50_ms", "insert p50 ms @1"),
+                       ("cpu_ms_at_1", "CPU ms per insert @1, 4 containers, idle off"),
                        ("livez_p50_ms", "GET /livez p50 ms @1"),
                        ("floor_ms", "floor ms (/livez + quorum + commit)"),
                        ("canary_ms", "CPU canary ms before p50 @1 (lower: faster)"),
