@@ -15,8 +15,8 @@ copy's): the system's own node is re-created with the busy-wait on and off in
 turn (the order swapped every round; its data stays in its volume), and each
 time, once the consumers are back, inserts by wrk at 32 clients (inserts/s, and
 CPU per insert of the four containers on an insert's way, idle taken off) and
-at one (p50, CPU per insert), as bench/versus.py's cells. At the end the node is re-created as `make up`
-starts it.
+at one (p50, CPU per insert), as bench/versus.py's cells. At the end the node
+is re-created as `make up` starts it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from bench import wrk
 from bench.load import wait_for_http
 from bench.system import System, idle_cost
 from bench.versus import insert_cell, spread
-from scripts.stack import IMAGES, Stack, docker_ok, run
+from scripts.stack import IMAGES, Stack, docker_ok
 
 BUSY_WAIT_OFF = "+sbwt none +sbwtdcpu none +sbwtdio none"
 
@@ -90,11 +90,8 @@ def restart_node(stack: Stack, system: System, image: str, extra_args: str) -> N
     [node] = stack.nodes()
     subprocess.run(["docker", "stop", "--time", "30", node.container], capture_output=True)
     subprocess.run(["docker", "rm", node.container], capture_output=True)
-    command = stack.rabbitmq_run_command(image, node)
-    if extra_args:
-        command[-1:-1] = ["--env", f"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS={extra_args}"]
-    run(command, env=stack.process_env(RABBITMQ_DEFAULT_USER=stack.get("RABBITMQ_USER"),
-                                       RABBITMQ_DEFAULT_PASS=stack.get("RABBITMQ_PASSWORD")), quiet=True)
+    stack.create_rabbitmq_node(image, node, extra_env=(
+        (f"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS={extra_args}",) if extra_args else ()))
     stack.wait_for_rabbitmq(node)
     deadline = time.monotonic() + 120
     while system.consumers("insert_record") < 1:

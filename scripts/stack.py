@@ -362,10 +362,7 @@ class Stack:
                 state = run(["docker", "inspect", node.container], check=False, quiet=True)
             if state.returncode != 0:
                 say(f"starting RabbitMQ ({image}) as {node.container} on {network}")
-                run(self.rabbitmq_run_command(image, node, clustered=clustered), env=self.process_env(
-                    RABBITMQ_DEFAULT_USER=self.get("RABBITMQ_USER"),
-                    RABBITMQ_DEFAULT_PASS=self.get("RABBITMQ_PASSWORD"),
-                ), quiet=True)
+                self.create_rabbitmq_node(image, node, clustered=clustered)
             elif not state.stdout.startswith("true"):
                 say(f"starting the existing {node.container} container")
                 run(["docker", "start", node.container], quiet=True)
@@ -428,7 +425,17 @@ class Stack:
             fail(f"{key}={raw}: say a whole number of at least 1")
         return int(raw)
 
-    def rabbitmq_run_command(self, image: str, node: Node, *, clustered: bool = False) -> list[str]:
+    def create_rabbitmq_node(self, image: str, node: Node, *, clustered: bool = False,
+                             extra_env: tuple[str, ...] = ()) -> None:
+        """`docker run` of one node, its credentials passed on from this process's environment."""
+        run(self.rabbitmq_run_command(image, node, clustered=clustered, extra_env=extra_env),
+            env=self.process_env(RABBITMQ_DEFAULT_USER=self.get("RABBITMQ_USER"),
+                                 RABBITMQ_DEFAULT_PASS=self.get("RABBITMQ_PASSWORD")), quiet=True)
+
+    def rabbitmq_run_command(self, image: str, node: Node, *, clustered: bool = False,
+                             extra_env: tuple[str, ...] = ()) -> list[str]:
+        """The node's `docker run`; `extra_env` (NAME=value, no secret) adds settings of a
+        measurement's own (bench/busy_wait.py) to those `make up` gives it."""
         # Credentials go in as `-e NAME` (value from the environment), never on
         # the command line.
         first = node.number == 1
@@ -454,6 +461,7 @@ class Stack:
             *(["--env", COOKIE] if clustered else []),
             # How soon a quorum queue whose leader's node went silent elects another.
             *(["--env", self.cluster_erl_args()] if clustered else []),
+            *(arg for setting in extra_env for arg in ("--env", setting)),
             image,
         ]
 

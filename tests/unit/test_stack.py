@@ -282,3 +282,14 @@ def test_a_failure_detector_poll_that_is_no_number_is_refused(tmp_path: Path) ->
     settings.values = {**settings.defaults, "RABBITMQ_NODES": "3", "RABBITMQ_NODE_DOWN_POLL_MS": "1s"}
     with pytest.raises(SystemExit):
         settings.rabbitmq_run_command("rabbitmq:4.1-management", settings.nodes()[1], clustered=True)
+
+
+def test_a_measurement_s_own_setting_goes_in_before_the_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Stack, "gateway_ip", lambda self: "203.0.113.1")
+    settings = Stack(tmp_path / ".env")
+    settings.values = {**settings.defaults}
+    setting = "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=+sbwt none"
+    command = settings.rabbitmq_run_command("rabbitmq:4.1-management", settings.nodes()[0],
+                                            extra_env=(setting,))
+    assert command[-3:] == ["--env", setting, "rabbitmq:4.1-management"]
